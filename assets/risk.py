@@ -1,0 +1,85 @@
+"""Marks with implied volatilities, position Greeks and the margin models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+import polars as pl
+
+from assets.common import OWNERS
+from assets.landing import ValidatedLanding
+from assets.partitions import business_dates
+from risk_core import eod
+from risk_core.margin.base import MarginInputs
+from risk_core.ruleset import Ruleset
+
+
+@dg.asset(partitions_def=business_dates, group_name="risk", kinds={"numpy"}, owners=OWNERS)
+def instrument_marks(landing_snapshot: ValidatedLanding) -> dg.Output[MarginInputs]:
+    """Every instrument with its forward, time to expiry and volatility (Black-76 implied
+    vol solved where the mark has none), joined to positions and collateral: the inputs
+    of every margin model."""
+    data = landing_snapshot.data
+    table = eod.instrument_table(data)
+    inputs = eod.margin_inputs(data, table)
+    return dg.Output(
+        inputs,
+        metadata={
+            "instruments": len(table),
+            "implied_vols_solved": int(table.iv_solved.sum()),
+            "accounts": inputs.positions.n_accounts,
+            "positions": inputs.positions_frame.height,
+        },
+    )
+
+
+@dg.asset(partitions_def=business_dates, group_name="risk", kinds={"polars"}, owners=OWNERS)
+def position_greeks(instrument_marks: MarginInputs) -> dg.Output[pl.DataFrame]:
+    """Black-76 Greeks of every position (delta in underlying units, gamma per USD, vega
+    per volatility point, theta per calendar day, in USD) and its market value."""
+    greeks = eod.position_greeks(instrument_marks)
+    net = greeks.group_by("underlying").agg(pl.col("delta").sum()).sort("underlying")
+    return dg.Output(
+        greeks,
+        metadata={
+            "rows": greeks.height,
+            **{f"net_delta_{u}": float(d) for u, d in net.iter_rows()},
+        },
+    )
+
+
+@dataclass(frozen=True)
+class MarginRun:
+    tables: eod.MarginTables
+    ruleset: Ruleset
+
+
+@dg.asset(
+    partitions_def=business_dates,
+    group_name="risk",
+    kinds={"numpy", "scipy"},
+    owners=OWNERS,
+    required_resource_keys={"ruleset"},
+)
+def margin_results(
+    context: dg.AssetExecutionContext, instrument_marks: MarginInputs
+) -> dg.Output[MarginRun]:
+    """Every model of the ruleset side by side: the governing portfolio margin, the
+    per-position standard baseline and further models (historical ES)."""
+    ruleset = context.resources.ruleset.load()
+    tables = eod.margin_tables(eod.run_models(instrument_marks, ruleset), ruleset)
+    totals = (
+        tables.margin_account.group_by("model")
+        .agg(pl.col("initial_margin_usd").sum(), pl.col("margin_call").sum())
+        .sort("model")
+    )
+    return dg.Output(
+        MarginRun(tables, ruleset),
+        metadata={
+            "ruleset": ruleset.label,
+            "ruleset_sha256": ruleset.sha256,
+            **{f"total_im_usd_{m}": float(im) for m, im, _ in totals.iter_rows()},
+            **{f"margin_calls_{m}": int(c) for m, _, c in totals.iter_rows()},
+        },
+    )

@@ -1,0 +1,151 @@
+"""``margin-eod``: generate a landing zone, run or backfill business dates, summarize.
+
+Exit codes: 0 success, 1 a business date failed (bad input: the message names file,
+column, rule and rows; the warehouse is left as it was), 2 wrong usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--landing", help="landing folder (default: $MARGIN_LANDING_DIR)")
+    parser.add_argument(
+        "--warehouse",
+        help="SQLAlchemy URL (default: $MARGIN_WAREHOUSE_URL, else duckdb:///margin_eod.duckdb)",
+    )
+    parser.add_argument("--ruleset", help="ruleset name or file (default: cross-margin)")
+    parser.add_argument("--artefacts", help="folder for Data Docs and charts (default: artefacts)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="margin-eod", description="End-of-day portfolio margining for crypto derivatives."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write a generated landing zone for a date")
+    gen.add_argument("--date", type=_date, required=True)
+    gen.add_argument("--out", type=Path, required=True, help="landing folder to write")
+    gen.add_argument("--accounts", type=_positive, default=200)
+    gen.add_argument("--positions", type=_positive, default=2_000)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument(
+        "--history", type=Path, action="append", default=[], help="real daily price file(s)"
+    )
+    gen.add_argument("--format", choices=("csv", "parquet"), default="csv")
+
+    run = sub.add_parser("run", help="materialize every asset of a business date")
+    run.add_argument("--date", type=_date, required=True)
+    _add_run_options(run)
+
+    backfill = sub.add_parser("backfill", help="run every business date of a range")
+    backfill.add_argument("--start", type=_date, required=True)
+    backfill.add_argument("--end", type=_date, required=True)
+    _add_run_options(backfill)
+
+    summary = sub.add_parser("summary", help="print the published figures of a date")
+    summary.add_argument("--date", type=_date, required=True)
+    summary.add_argument("--warehouse")
+
+    sub.add_parser("rulesets", help="list the shipped rulesets")
+    return parser
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from risk_core.landing.generator import generate_landing
+
+    out = generate_landing(
+        args.out,
+        args.date,
+        accounts=args.accounts,
+        positions=args.positions,
+        seed=args.seed,
+        history_files=tuple(args.history),
+        file_format=args.format,
+    )
+    print(f"landing zone for {args.date} written to {args.out}: {out}")
+    return 0
+
+
+def _run_dates(args: argparse.Namespace, dates: Sequence[dt.date]) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from pipelines.runner import run_business_date
+
+    console = Console(stderr=True)
+    failed = 0
+    with Progress(console=console, transient=len(dates) == 1) as progress:
+        task = progress.add_task("end of day", total=len(dates))
+        for date in dates:
+            progress.update(task, description=f"end of day {date}")
+            outcome = run_business_date(
+                date,
+                landing_dir=args.landing,
+                warehouse_url=args.warehouse,
+                ruleset=args.ruleset,
+                artefacts_dir=args.artefacts,
+            )
+            if outcome.success:
+                progress.console.print(f"{date}: published (run {outcome.run_id})")
+            else:
+                failed += 1
+                progress.console.print(f"[red]{date}: FAILED, nothing published[/red]")
+                for line in outcome.errors:
+                    progress.console.print(f"  {line}", markup=False, highlight=False)
+            progress.advance(task)
+    return 1 if failed else 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from pipelines.summary import print_summary
+
+    return print_summary(args.date, args.warehouse)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "generate":
+        return _generate(args)
+    if args.command == "run":
+        return _run_dates(args, [args.date])
+    if args.command == "backfill":
+        if args.end < args.start:
+            print("margin-eod: --end is before --start", file=sys.stderr)
+            return 2
+        days = (args.end - args.start).days + 1
+        return _run_dates(args, [args.start + dt.timedelta(days=i) for i in range(days)])
+    if args.command == "summary":
+        return _summary(args)
+    if args.command == "rulesets":
+        from risk_core.ruleset import available_rulesets, load_ruleset
+
+        for name in available_rulesets():
+            r = load_ruleset(name)
+            print(f"{r.label:32} {r.sha256[:16]}  {r.description}")
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Option pricing, implied volatility and volatility surfaces (Black-76, r = 0)."""

@@ -1,0 +1,148 @@
+"""The end-of-day job end to end: definitions load, one business date materialized into
+DuckDB and PostgreSQL, reruns idempotent, bad input publishes nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from risk_core import outputs
+
+BUSINESS_DATE = dt.date(2026, 11, 20)
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from risk_core.landing.generator import generate_landing
+
+    out = tmp_path_factory.mktemp("landing")
+    generate_landing(out, BUSINESS_DATE, accounts=40, positions=600, seed=11)
+    return out
+
+
+def _run(landing: Path, url: str, tmp_path: Path, date: dt.date = BUSINESS_DATE):
+    from pipelines.runner import run_business_date
+
+    return run_business_date(
+        date, landing_dir=str(landing), warehouse_url=url, artefacts_dir=str(tmp_path / "art")
+    )
+
+
+def _tables(url: str, date: dt.date = BUSINESS_DATE) -> dict[str, pl.DataFrame]:
+    from pipelines.warehouse import Warehouse
+
+    wh = Warehouse(url)
+    return {t.name: wh.read_table(t.name, date) for t in outputs.ALL_TABLES}
+
+
+def test_definitions_load() -> None:
+    import dagster as dg
+
+    from pipelines.definitions import END_OF_DAY_JOB, defs
+
+    job = defs.resolve_job_def(END_OF_DAY_JOB)
+    assert job.partitions_def is not None
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    for table in (
+        "margin_account",
+        "margin_component",
+        "position_risk",
+        "greeks_account",
+        "data_quality",
+        "pipeline_run",
+    ):
+        assert table in keys
+    checks = list(graph.asset_check_keys)
+    assert checks, "the landing snapshot has validation checks"
+    for key in checks:
+        assert graph.get_check_spec(key).blocking
+    assert defs.resolve_schedule_def("daily_end_of_day").cron_schedule == "30 0 * * *"
+    assert isinstance(defs, dg.Definitions)
+
+
+def _check_published(tables: dict[str, pl.DataFrame]) -> None:
+    for name, frame in tables.items():
+        assert frame.height > 0, f"{name} has no rows for the date"
+    account = tables["margin_account"]
+    assert set(account["model"]) >= {"portfolio", "standard"}
+    key = outputs.MARGIN_ACCOUNT.key
+    assert account.select(key).is_unique().all()
+    # Components add up to each margin_account row's initial margin.
+    sums = (
+        tables["margin_component"]
+        .group_by("account_id", "model", "pool_currency")
+        .agg(pl.col("amount").sum())
+    )
+    joined = account.join(sums, on=["account_id", "model", "pool_currency"], how="left")
+    diff = (joined["amount"].fill_null(0.0) - joined["initial_margin"]).abs()
+    assert (diff <= 1e-6 * (1.0 + joined["initial_margin"].abs())).all()
+    # Position contributions add up to the account's portfolio initial margin in USD.
+    contrib = (
+        tables["position_risk"].group_by("account_id").agg(pl.col("margin_contribution_usd").sum())
+    )
+    portfolio = (
+        account.filter(pl.col("model") == "portfolio")
+        .group_by("account_id")
+        .agg(pl.col("initial_margin_usd").sum())
+        .join(contrib, on="account_id", how="left")
+    )
+    gap = portfolio["margin_contribution_usd"].fill_null(0.0) - portfolio["initial_margin_usd"]
+    assert (gap.abs() <= 1e-6 * (1.0 + portfolio["initial_margin_usd"])).all()
+    # Every account with a position has some risk-based margin.
+    with_positions = set(tables["position_risk"]["account_id"])
+    im = portfolio.filter(pl.col("account_id").is_in(list(with_positions)))
+    assert (im["initial_margin_usd"] > 0).all()
+
+
+def _without_run(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.drop("run_id", "started_at", "finished_at", strict=False)
+
+
+@pytest.mark.slow
+def test_end_to_end_duckdb_and_rerun(landing: Path, tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    first = _run(landing, url, tmp_path)
+    assert first.success, first.errors
+    tables = _tables(url)
+    _check_published(tables)
+    second = _run(landing, url, tmp_path)
+    assert second.success, second.errors
+    again = _tables(url)
+    for name in outputs.DATE_TABLES:
+        assert _without_run(again[name.name]).equals(_without_run(tables[name.name])), name.name
+    assert again["pipeline_run"].height == 2  # one row per run of the date
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_end_to_end_postgres(landing: Path, tmp_path: Path, postgres_url: str) -> None:
+    first = _run(landing, postgres_url, tmp_path)
+    assert first.success, first.errors
+    _check_published(_tables(postgres_url))
+
+
+@pytest.mark.slow
+def test_bad_input_publishes_nothing(landing: Path, tmp_path: Path) -> None:
+    import shutil
+
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    assert _run(landing, url, tmp_path).success
+    before = _tables(url)
+    broken = tmp_path / "broken"
+    shutil.copytree(landing, broken)
+    positions = broken / BUSINESS_DATE.isoformat() / "positions.csv"
+    lines = positions.read_text().splitlines()
+    lines[3] = lines[3].rsplit(",", 1)[0] + ",abc"
+    positions.write_text("\n".join(lines) + "\n")
+    outcome = _run(broken, url, tmp_path)
+    assert not outcome.success
+    text = "\n".join(outcome.errors)
+    assert "positions.csv" in text and "quantity" in text and "3" in text
+    after = _tables(url)
+    for name, frame in before.items():
+        assert frame.equals(after[name]), name
