@@ -9,6 +9,13 @@ from assets.landing import LANDING_FILES, landing_snapshot
 from assets.publish import warehouse_tables
 from assets.risk import instrument_marks, margin_results, position_greeks
 
-ALL_ASSETS = [*LANDING_FILES, landing_snapshot, instrument_marks, position_greeks, margin_results, warehouse_tables]
+ALL_ASSETS = [
+    *LANDING_FILES,
+    landing_snapshot,
+    instrument_marks,
+    position_greeks,
+    margin_results,
+    warehouse_tables,
+]
 
 __all__ = ["ALL_ASSETS"]

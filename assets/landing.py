@@ -1,7 +1,5 @@
 """The landing zone: its files as external assets, and the validated snapshot."""
 
-from __future__ import annotations
-
 import datetime as dt
 from dataclasses import dataclass
 
@@ -28,7 +26,7 @@ CHECKS = [
     dg.AssetCheckSpec(
         f"{d.name}_valid",
         asset="landing_snapshot",
-        description=f"Great Expectations suite of `{d.name}`: schema, nulls, enumerations, "
+        description=f"Validation rules of `{d.name}`: schema, nulls, enumerations, "
         "ranges, keys and references. Blocking: an error stops every downstream asset.",
         blocking=True,
     )
@@ -50,7 +48,7 @@ class ValidatedLanding:
     check_specs=CHECKS,
     required_resource_keys={"landing", "artefacts"},
     group_name="ingest",
-    kinds={"polars", "great_expectations"},
+    kinds={"polars"},
     owners=OWNERS,
 )
 def landing_snapshot(context: dg.AssetExecutionContext):  # type: ignore[no-untyped-def]
@@ -63,7 +61,9 @@ def landing_snapshot(context: dg.AssetExecutionContext):  # type: ignore[no-unty
     landing_dir = context.resources.landing.path()
     data = read_landing(landing_dir, date)
     report = validate_landing(data)
-    docs = build_data_docs(report, context.resources.artefacts.folder("data_docs", date, context.run_id))
+    docs = build_data_docs(
+        report, context.resources.artefacts.folder("data_docs", date, context.run.run_id)
+    )
     yield dg.Output(
         ValidatedLanding(data, report, started_at, str(landing_dir)),
         metadata={
@@ -86,7 +86,9 @@ def landing_snapshot(context: dg.AssetExecutionContext):  # type: ignore[no-unty
                 "failed_checks": dg.MetadataValue.int(len(errors)),
                 "warnings": dg.MetadataValue.int(len(warnings)),
                 "detail": dg.MetadataValue.md(
-                    "\n".join(f"- **{r.check}** ({r.severity}): {r.detail}" for r in errors + warnings)
+                    "\n".join(
+                        f"- **{r.check}** ({r.severity}): {r.detail}" for r in errors + warnings
+                    )
                     or "all expectations met"
                 ),
             },

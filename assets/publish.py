@@ -1,13 +1,11 @@
 """Publication: every warehouse table of the business date, in one transaction."""
 
-from __future__ import annotations
-
 import datetime as dt
 
 import dagster as dg
 import polars as pl
 
-from assets.common import OWNERS, business_date, code_version
+from assets.common import business_date, code_version
 from assets.landing import ValidatedLanding
 from assets.partitions import business_dates
 from assets.risk import MarginRun
@@ -22,13 +20,22 @@ TABLE_DESCRIPTIONS = {
     "contribution to the account's portfolio initial margin (USD).",
     "greeks_account": "Sums of position Greeks per account and underlying.",
     "data_quality": "The outcome of every expectation evaluated on the landing data.",
-    "pipeline_run": "How each published date was made: inputs' hashes, ruleset hash, code "
-    "version.",
+    "pipeline_run": "How each published date was made: inputs' hashes, ruleset hash, code version.",
+}
+
+TABLE_INPUTS = {
+    "margin_account": ["margin_results"],
+    "margin_component": ["margin_results"],
+    "position_risk": ["position_greeks", "margin_results"],
+    "greeks_account": ["position_greeks"],
+    "data_quality": ["landing_snapshot"],
+    "pipeline_run": ["landing_snapshot", "margin_results"],
 }
 
 WAREHOUSE_SPECS = [
     dg.AssetSpec(
         name,
+        deps=TABLE_INPUTS[name],
         description=text,
         group_name="warehouse",
         kinds={"sql"},
@@ -59,7 +66,7 @@ def warehouse_tables(
 ):  # type: ignore[no-untyped-def]
     """Replace every table's rows of the business date in one transaction: all or nothing."""
     date = business_date(context)
-    run_id = context.run_id
+    run_id = context.run.run_id
     tables = margin_results.tables
     ruleset = margin_results.ruleset
     position_risk = eod.position_risk(position_greeks, tables.contribution_usd)

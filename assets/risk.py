@@ -1,7 +1,5 @@
 """Marks with implied volatilities, position Greeks and the margin models."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 import dagster as dg

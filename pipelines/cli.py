@@ -83,7 +83,8 @@ def _generate(args: argparse.Namespace) -> int:
         history_files=tuple(args.history),
         file_format=args.format,
     )
-    print(f"landing zone for {args.date} written to {args.out}: {out}")
+    counts = ", ".join(f"{name} {rows:,}" for name, rows in out.rows.items())
+    print(f"landing zone for {args.date} written to {out.folder}: {counts}")
     return 0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import ALL_ASSETS
-from assets.partitions import business_dates
 from pipelines.resources import build_resources
 
 END_OF_DAY_JOB = "end_of_day"
@@ -13,7 +12,6 @@ END_OF_DAY_JOB = "end_of_day"
 end_of_day = dg.define_asset_job(
     END_OF_DAY_JOB,
     selection=dg.AssetSelection.groups("ingest", "risk", "warehouse"),
-    partitions_def=business_dates,
     description="Ingest, validate, compute and publish one business date.",
 )
 

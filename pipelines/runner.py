@@ -73,6 +73,7 @@ def run_business_date(
         partition_key=business_date.isoformat(),
         instance=instance or _instance(),
         raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     errors = [] if result.success else failures(result) or ["the run failed (see Dagster logs)"]
     return RunOutcome(business_date, result.success, result.run_id, errors)

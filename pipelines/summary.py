@@ -30,9 +30,10 @@ def summarize(margin_account: pl.DataFrame) -> pl.DataFrame:
 def print_summary(business_date: dt.date, warehouse_url: str | None = None) -> int:
     url = warehouse_url_setting(warehouse_url)
     warehouse = Warehouse(url if isinstance(url, str) else url.get_value() or "")
-    frame = warehouse.read_table("margin_account", business_date)
     console = Console()
-    if frame.is_empty():
+    published = warehouse.has_table("margin_account")
+    frame = warehouse.read_table("margin_account", business_date) if published else None
+    if frame is None or frame.is_empty():
         console.print(f"nothing published for {business_date}")
         return 1
     table = Table(title=f"End of day {business_date} ({frame['ruleset'][0]})")

@@ -69,6 +69,7 @@ def position_greeks(inputs: MarginInputs) -> pl.DataFrame:
             "underlying": frame["underlying"].gather(code),
             "kind": frame["kind"].gather(code),
             "settlement": frame["settlement"].gather(code),
+            "expiry": frame["expiry"].gather(code),
             "mark_price": table.mark_price[code],
             "mark_iv": frame["mark_iv"].gather(code),
             "mark_iv_solved": table.iv_solved[code],

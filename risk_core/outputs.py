@@ -87,6 +87,7 @@ POSITION_RISK = OutputTable(
         "underlying": STR,
         "kind": STR,
         "settlement": STR,
+        "expiry": UTC_TIMESTAMP,
         "mark_price": F64,
         "mark_iv": F64,
         "mark_iv_solved": BOOL,

@@ -140,7 +140,6 @@ def _raw_frame(path: Path, dataset: Dataset) -> pl.DataFrame:
                 path,
                 infer_schema=False,
                 encoding="utf8-lossy",
-                missing_utf8_is_empty_string=False,
                 raise_if_empty=False,
             )
     except Exception as exc:  # the parser's own words name the problem

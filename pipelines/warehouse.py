@@ -1,0 +1,236 @@
+"""The SQL warehouse: schema, atomic replacement of a business date, reads.
+
+One class wraps SQLAlchemy for every backend. A business date is replaced inside ONE
+transaction (delete the date's rows of every table, insert the new ones, append the
+pipeline_run row): readers see the old date or the new one, never a mix. Inserts take
+the fast path of each backend through the same transaction's DBAPI connection: DuckDB
+inserts from a registered Arrow table, PostgreSQL from ``COPY``. Table and column names
+come only from :mod:`risk_core.outputs`; values only through bound parameters or COPY.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import io
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import polars as pl
+import sqlalchemy as sa
+
+from risk_core import outputs
+from risk_core.outputs import OutputTable
+
+DDL_DIR = Path(__file__).resolve().parents[1] / "sql" / "ddl"
+
+
+class WarehouseError(Exception):
+    """Frames that do not fit the warehouse tables (names table, column and rows)."""
+
+
+class WarehouseBusy(WarehouseError):
+    """Another run holds the lock of the business date."""
+
+
+def _quote(name: str) -> str:
+    return f'"{name}"'
+
+
+def _columns(table: OutputTable) -> str:
+    return ", ".join(_quote(c) for c in table.columns)
+
+
+class Warehouse:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = sa.create_engine(url, future=True)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    # -- schema ---------------------------------------------------------------------------
+    def create_schema(self) -> None:
+        """Create every table that does not exist yet (idempotent)."""
+        with self.engine.begin() as conn:
+            for table in outputs.ALL_TABLES:
+                conn.exec_driver_sql((DDL_DIR / f"{table.name}.sql").read_text())
+
+    # -- writing --------------------------------------------------------------------------
+    def replace_business_date(
+        self,
+        business_date: dt.date,
+        tables: Mapping[str, pl.DataFrame],
+        pipeline_run: pl.DataFrame | None = None,
+    ) -> dict[str, int]:
+        """Replace the rows of ``business_date`` in every given table, in one transaction."""
+        frames = {name: self._conform(name, frame, business_date) for name, frame in tables.items()}
+        if pipeline_run is not None:
+            frames[outputs.PIPELINE_RUN.name] = self._conform(
+                outputs.PIPELINE_RUN.name, pipeline_run, None
+            )
+        written: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            for table in outputs.ALL_TABLES:
+                if table.name not in frames:
+                    continue
+                if table.date_column is not None:
+                    conn.execute(
+                        sa.text(
+                            f"delete from {table.name} where {table.date_column} = :business_date"
+                        ),
+                        {"business_date": business_date},
+                    )
+                self._insert(conn, table, frames[table.name])
+                written[table.name] = frames[table.name].height
+        return written
+
+    def append_pipeline_run(self, row: pl.DataFrame) -> None:
+        """Record a run (a failed one, typically) in its own transaction."""
+        frame = self._conform(outputs.PIPELINE_RUN.name, row, None)
+        with self.engine.begin() as conn:
+            self._insert(conn, outputs.PIPELINE_RUN, frame)
+
+    def _conform(
+        self, name: str, frame: pl.DataFrame, business_date: dt.date | None
+    ) -> pl.DataFrame:
+        if name not in outputs.BY_NAME:
+            raise WarehouseError(f"unknown warehouse table {name!r}")
+        table = outputs.BY_NAME[name]
+        if set(frame.columns) != set(table.columns):
+            missing = sorted(set(table.columns) - set(frame.columns))
+            extra = sorted(set(frame.columns) - set(table.columns))
+            raise WarehouseError(f"{name}: columns differ (missing {missing}, unexpected {extra})")
+        try:
+            frame = frame.select(list(table.columns)).cast(table.columns, strict=True)  # type: ignore[arg-type]
+        except Exception as exc:
+            raise WarehouseError(f"{name}: column types do not fit: {exc}") from None
+        for key in table.key:
+            nulls = frame[key].is_null()
+            if nulls.any():
+                rows = nulls.arg_true().head(5).to_list()
+                raise WarehouseError(f"{name}: null in key column {key!r}, rows {rows}")
+        duplicated = frame.select(table.key).is_duplicated()
+        if duplicated.any():
+            rows = duplicated.arg_true().head(5).to_list()
+            raise WarehouseError(f"{name}: duplicated key {table.key}, rows {rows}")
+        if business_date is not None and table.date_column is not None:
+            other = frame[table.date_column] != business_date
+            if other.any():
+                rows = other.arg_true().head(5).to_list()
+                raise WarehouseError(
+                    f"{name}: {table.date_column} is not {business_date} in rows {rows}"
+                )
+        return frame
+
+    def _insert(self, conn: sa.Connection, table: OutputTable, frame: pl.DataFrame) -> None:
+        if frame.height == 0:
+            return
+        raw = conn.connection.driver_connection
+        if self.dialect == "duckdb":
+            view = f"_incoming_{table.name}"
+            raw.register(view, frame.to_arrow())
+            try:
+                cols = _columns(table)
+                raw.execute(f"insert into {table.name} ({cols}) select {cols} from {view}")
+            finally:
+                raw.unregister(view)
+        elif self.dialect == "postgresql":
+            buffer = io.BytesIO()
+            frame.write_csv(
+                buffer,
+                include_header=False,
+                quote_style="non_numeric",
+                null_value="",
+                datetime_format="%Y-%m-%dT%H:%M:%S%.6f%:z",
+                float_precision=None,
+            )
+            with raw.cursor() as cursor:
+                copy_sql = f"copy {table.name} ({_columns(table)}) from stdin with (format csv)"
+                with cursor.copy(copy_sql) as copy:
+                    copy.write(buffer.getvalue())
+        else:
+            conn.execute(
+                sa.text(
+                    f"insert into {table.name} ({_columns(table)}) values "
+                    f"({', '.join(':' + c for c in table.columns)})"
+                ),
+                frame.to_dicts(),
+            )
+
+    # -- reading --------------------------------------------------------------------------
+    def read_table(self, name: str, business_date: dt.date | None = None) -> pl.DataFrame:
+        """Rows of a table (of one business date), ordered by its key, typed as outputs."""
+        table = outputs.BY_NAME[name]
+        sql = f"select {_columns(table)} from {table.name}"
+        params: dict[str, object] = {}
+        if business_date is not None:
+            sql += " where business_date = :business_date"
+            params["business_date"] = business_date
+        sql += " order by " + ", ".join(_quote(k) for k in table.key)
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text(sql), params).fetchall()
+        frame = pl.DataFrame([tuple(r) for r in rows], schema=list(table.columns), orient="row")
+        return frame.cast(table.columns, strict=False)  # type: ignore[arg-type]
+
+    def has_table(self, name: str) -> bool:
+        return sa.inspect(self.engine).has_table(outputs.BY_NAME[name].name)
+
+    def business_dates(self, name: str) -> list[dt.date]:
+        table = outputs.BY_NAME[name]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(f"select distinct business_date from {table.name} order by 1")
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # -- locking --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def date_lock(self, business_date: dt.date, timeout_s: float = 600.0) -> Iterator[None]:
+        """Hold the lock of a business date: two runs of one date never interleave.
+
+        PostgreSQL: a session advisory lock keyed on the date; DuckDB and other files: an
+        exclusive ``fcntl`` lock on ``<database>.<date>.lock``. Waits up to ``timeout_s``
+        and then raises :class:`WarehouseBusy`.
+        """
+        key = int.from_bytes(
+            hashlib.sha256(f"margin-eod:{business_date}".encode()).digest()[:8], "big", signed=True
+        )
+        deadline = time.monotonic() + timeout_s
+        if self.dialect == "postgresql":
+            with self.engine.connect() as conn:
+                while not conn.execute(
+                    sa.text("select pg_try_advisory_lock(:k)"), {"k": key}
+                ).scalar():
+                    conn.rollback()
+                    if time.monotonic() > deadline:
+                        raise WarehouseBusy(f"another run of {business_date} holds its lock")
+                    time.sleep(0.2)
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    conn.execute(sa.text("select pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+            return
+        database = self.engine.url.database or "memory"
+        lock_path = Path(f"{database}.{business_date}.lock")
+        with open(lock_path, "a+") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise WarehouseBusy(
+                            f"another run of {business_date} holds its lock"
+                        ) from None
+                    time.sleep(0.2)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
