@@ -200,7 +200,7 @@ def build_market(business_date: dt.date, history: pl.DataFrame, rng: np.random.G
                 "perpetual",
                 spec.name,
                 "linear",
-                1.0 if spec.name != "SOL" else 1.0,
+                1.0,
                 "base",
                 None,
                 None,
