@@ -5,7 +5,6 @@ agreement is statistical; the distribution is printed (pytest -s)."""
 from __future__ import annotations
 
 import ast
-import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +106,7 @@ def test_deltas_and_vegas_reproduced(chains: dict[str, pl.DataFrame]) -> None:
 
 
 def test_implied_vols_recovered_from_marks(chains: dict[str, pl.DataFrame]) -> None:
-    for c in chains.values():  # noqa: B007
+    for c in chains.values():
         f, k, t, iv, call = _arrays(c)
         usd = c["mark"].to_numpy() * f
         result = implied_vol(usd, f, k, t, call)
