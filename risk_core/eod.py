@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from risk_core.frames import group_sum
 from risk_core.landing.reader import LandingData
 from risk_core.margin.base import MarginInputs, MarginResult
 from risk_core.margin.registry import get_method
@@ -85,10 +86,11 @@ def position_greeks(inputs: MarginInputs) -> pl.DataFrame:
 
 def greeks_account(position_risk: pl.DataFrame) -> pl.DataFrame:
     """Sums of position Greeks per account and underlying."""
-    return (
-        position_risk.group_by("account_id", "underlying")
-        .agg(pl.col("delta", "delta_usd", "gamma", "vega_usd", "theta_usd").sum())
-        .sort("account_id", "underlying")
+    return group_sum(
+        position_risk,
+        ["account_id", "underlying"],
+        ["delta", "delta_usd", "gamma", "vega_usd", "theta_usd"],
+        ["instrument_id"],
     )
 
 
@@ -134,10 +136,13 @@ def margin_tables(results: dict[str, MarginResult], ruleset: Ruleset) -> MarginT
     component = pl.concat(components).sort("account_id", "model", "pool_currency", "component")
     portfolio = results[PORTFOLIO_MODEL]
     pool_usd = portfolio.accounts.select("account_id", "pool_currency", "pool_usd")
-    contribution = (
-        portfolio.contributions.join(pool_usd, on=["account_id", "pool_currency"], how="left")
-        .group_by("account_id", "instrument_id")
-        .agg((pl.col("amount") * pl.col("pool_usd")).sum().alias("margin_contribution_usd"))
+    contribution = group_sum(
+        portfolio.contributions.join(
+            pool_usd, on=["account_id", "pool_currency"], how="left"
+        ).with_columns((pl.col("amount") * pl.col("pool_usd")).alias("margin_contribution_usd")),
+        ["account_id", "instrument_id"],
+        ["margin_contribution_usd"],
+        ["pool_currency"],
     )
     return MarginTables(account, component, contribution)
 

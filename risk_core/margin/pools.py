@@ -19,6 +19,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from risk_core.conventions import USD_LIKE
+from risk_core.frames import group_sum
 from risk_core.margin.base import MarginInputs
 from risk_core.market import KIND_SPOT
 
@@ -78,7 +79,9 @@ def collateral_value(
             .otherwise(pl.col("amount"))
             .alias("equity"),
         )
-    return value.group_by("account_id", "pool_currency").agg(pl.col("equity").sum())
+    return group_sum(
+        value.with_columns(coll["asset"]), ["account_id", "pool_currency"], ["equity"], ["asset"]
+    ).select("account_id", "pool_currency", "equity")
 
 
 def pool_equity(
@@ -100,12 +103,12 @@ def pool_equity(
             "account_id": inputs.positions_frame["account_id"],
             "pool_currency": pos_pool.astype(str),
             "equity": value,
+            "item": inputs.positions_frame["instrument_id"],
         }
     )
-    collateral = collateral_value(inputs, mode, haircuts)
-    return (
-        pl.concat([collateral, positions])
-        .group_by("account_id", "pool_currency")
-        .agg(pl.col("equity").sum())
-        .sort("account_id", "pool_currency")
+    collateral = collateral_value(inputs, mode, haircuts).with_columns(
+        pl.lit("collateral").alias("item")
     )
+    return group_sum(
+        pl.concat([collateral, positions]), ["account_id", "pool_currency"], ["equity"], ["item"]
+    ).select("account_id", "pool_currency", "equity")

@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from risk_core.frames import group_sum
 from risk_core.margin.base import (
     ACCOUNT_SCHEMA,
     COMPONENT_SCHEMA,
@@ -91,16 +92,14 @@ def compute(inputs: MarginInputs, params: Mapping[str, Any]) -> MarginResult:
         }
     )
     equity = pool_equity(inputs, mode)
-    totals = per_position.group_by("account_id", "pool_currency").agg(
-        pl.col("im").sum().alias("initial_margin"), pl.col("mm").sum().alias("maintenance_margin")
-    )
+    totals = group_sum(
+        per_position, ["account_id", "pool_currency"], ["im", "mm"], ["instrument_id"]
+    ).rename({"im": "initial_margin", "mm": "maintenance_margin"})
     accounts = equity.join(totals, on=["account_id", "pool_currency"], how="full", coalesce=True)
     accounts = _complete(accounts, inputs, mode)
-    components = (
-        per_position.group_by("account_id", "pool_currency", "component")
-        .agg(pl.col("im").sum().alias("amount"))
-        .sort("account_id", "pool_currency", "component")
-    )
+    components = group_sum(
+        per_position, ["account_id", "pool_currency", "component"], ["im"], ["instrument_id"]
+    ).rename({"im": "amount"})
     contributions = per_position.select(
         "account_id", "instrument_id", "pool_currency", pl.col("im").alias("amount")
     )
