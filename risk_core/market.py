@@ -71,11 +71,13 @@ class InstrumentTable:
 
     @property
     def is_option(self) -> NDArray[np.bool_]:
-        return self.kind == KIND_OPTION
+        return np.asarray(self.kind == KIND_OPTION, dtype=np.bool_)
 
     @property
     def is_delta_one_derivative(self) -> NDArray[np.bool_]:
-        return (self.kind == KIND_FUTURE) | (self.kind == KIND_PERPETUAL)
+        return np.asarray(
+            (self.kind == KIND_FUTURE) | (self.kind == KIND_PERPETUAL), dtype=np.bool_
+        )
 
     def codes(self, instrument_ids: pl.Series) -> NDArray[np.int64]:
         """Row numbers of ``instrument_ids`` in this table (every id must exist)."""

@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from risk_core.landing import schemas
 from risk_core.landing.generator_market import Market, build_market, price_history
@@ -84,8 +85,8 @@ class _Chain:
         """Contracts of ``instrument`` worth ``coins`` of underlying (rounded, >= 1)."""
         if instrument in self.inverse_usd:
             u = instrument.split("-")[0]
-            return max(1.0, round(coins * self.index[u] / self.size[instrument]))
-        return max(0.1, round(coins / self.size[instrument], 1))
+            return float(max(1.0, round(coins * self.index[u] / self.size[instrument])))
+        return float(max(0.1, round(coins / self.size[instrument], 1)))
 
 
 def _pick_option(
@@ -221,7 +222,7 @@ def _write(frame: pl.DataFrame, dataset: Dataset, folder: Path, file_format: str
     return path
 
 
-def _counts(accounts: int, positions: int, kinds: list[str]) -> np.ndarray:
+def _counts(accounts: int, positions: int, kinds: list[str]) -> NDArray[np.int64]:
     """Positions per account: every account at least one while positions last, the rest
     spread by each archetype's weight (market makers hold large books)."""
     weight = {name: w for name, _, w in ARCHETYPES}
@@ -242,7 +243,7 @@ def _counts(accounts: int, positions: int, kinds: list[str]) -> np.ndarray:
         counts[i % accounts] += take
         spill -= take
         i += 1
-    return counts
+    return np.asarray(counts, dtype=np.int64)
 
 
 def generate_landing(
@@ -257,6 +258,14 @@ def generate_landing(
 ) -> GeneratedLanding:
     """Write ``<out_dir>/<date>/`` and ``<out_dir>/reference/price_history`` (see module)."""
     out_dir = Path(out_dir)
+    if accounts < 1 or positions < 1:
+        raise ValueError("accounts and positions must be at least 1")
+    if positions > accounts * MAX_POSITIONS_PER_ACCOUNT:
+        raise ValueError(
+            f"{positions:,} positions need at least "
+            f"{-(-positions // MAX_POSITIONS_PER_ACCOUNT):,} accounts "
+            f"(at most {MAX_POSITIONS_PER_ACCOUNT:,} positions per account)"
+        )
     rng = np.random.default_rng([seed, business_date.toordinal()])
     history = price_history(seed, business_date, tuple(Path(p) for p in history_files))
     market = build_market(business_date, history, rng)

@@ -203,7 +203,7 @@ def compute(inputs: MarginInputs, params: Mapping[str, Any]) -> MarginResult:
                 share = np.where(net[acc] != 0, delta_pos / net[acc], 0.0)
             contribution += np.where(in_u, governed + roll_pos + shock[acc] * share, 0.0)
 
-        im = sum(comp.values())
+        im = np.sum(np.stack(list(comp.values())), axis=0)
         has = np.bincount(acc[pos_pool == pool], minlength=n_acc) > 0
         mm_factor = float(currency_params(params, "default")["mm_factor"])
         for a in np.flatnonzero(has):

@@ -79,8 +79,8 @@ def joint_returns(
         r = rets[u]
         scale = np.nanstd(r) / base_vol if base_vol > 0 else 1.0
         out[:, j] = np.where(np.isnan(r), base * scale, r)
-    keep = ~np.isnan(out).any(axis=1)
-    return [d for d, k in zip(dates[h:], keep, strict=True) if k], out[keep]
+    keep: NDArray[np.bool_] = np.asarray(~np.isnan(out).any(axis=1), dtype=np.bool_)
+    return [d for d, k in zip(dates[h:], keep.tolist(), strict=True) if k], out[keep]
 
 
 def ewma_vol(returns: FloatArray, decay: float) -> FloatArray:

@@ -36,7 +36,7 @@ class ImpliedVolResult(NamedTuple):
 
     @property
     def ok(self) -> NDArray[np.bool_]:
-        return self.status == OK
+        return np.asarray(self.status == OK, dtype=np.bool_)
 
 
 def implied_vol(
