@@ -155,6 +155,30 @@ def _raw_frame(path: Path, dataset: Dataset) -> pl.DataFrame:
     return frame.select(list(dataset.columns))
 
 
+#: ISO-8601 forms accepted for timestamps; a value without an offset is taken as UTC.
+ZONED_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z")
+NAIVE_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%MZ",
+    "%Y-%m-%dT%H:%M",
+)
+
+
+def _parse_timestamps(text: pl.Series) -> pl.Series:
+    """UTC timestamps from ISO-8601 text; null where no accepted form matches."""
+    result = pl.Series(text.name, [None] * len(text), dtype=pl.Datetime("us", "UTC"))
+    for fmt in ZONED_FORMATS:
+        parsed = text.str.to_datetime(fmt, time_unit="us", strict=False)
+        result = result.fill_null(parsed.dt.convert_time_zone("UTC"))
+    for fmt in NAIVE_FORMATS:
+        parsed = text.str.to_datetime(fmt, time_unit="us", strict=False)
+        result = result.fill_null(parsed.dt.replace_time_zone("UTC"))
+    date_only = text.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us"))
+    return result.fill_null(date_only.dt.replace_time_zone("UTC"))
+
+
 def _cast_column(path: Path, raw: pl.Series, target: pl.DataType) -> pl.Series:
     """Cast one column strictly: a non-empty value that does not parse is an error."""
     if raw.dtype == target:
@@ -167,11 +191,7 @@ def _cast_column(path: Path, raw: pl.Series, target: pl.DataType) -> pl.Series:
         elif target == pl.Date():
             cast = text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
         elif isinstance(target, pl.Datetime):
-            cast = text.str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
-            naive = text.str.to_datetime(time_unit="us", strict=False).dt.replace_time_zone("UTC")
-            cast = cast.fill_null(naive)
-            date_only = text.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us"))
-            cast = cast.fill_null(date_only.dt.replace_time_zone("UTC"))
+            cast = _parse_timestamps(text)
         else:
             cast = text
         bad = text.is_not_null() & cast.is_null()
