@@ -26,6 +26,7 @@ from risk_core import outputs
 from risk_core.outputs import OutputTable
 
 DDL_DIR = Path(__file__).resolve().parents[1] / "sql" / "ddl"
+VIEWS_DIR = Path(__file__).resolve().parents[1] / "sql" / "views"
 
 
 class WarehouseError(Exception):
@@ -55,10 +56,12 @@ class Warehouse:
 
     # -- schema ---------------------------------------------------------------------------
     def create_schema(self) -> None:
-        """Create every table that does not exist yet (idempotent)."""
+        """Create every table that does not exist yet and (re)create the analyst views."""
         with self.engine.begin() as conn:
             for table in outputs.ALL_TABLES:
                 conn.exec_driver_sql((DDL_DIR / f"{table.name}.sql").read_text())
+            for view in sorted(VIEWS_DIR.glob("*.sql")):
+                conn.exec_driver_sql(view.read_text())
 
     # -- writing --------------------------------------------------------------------------
     def replace_business_date(

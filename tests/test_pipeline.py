@@ -107,6 +107,31 @@ def _check_published(tables: dict[str, pl.DataFrame]) -> None:
     assert (im["initial_margin_usd"] > 0).all()
 
 
+VIEWS = (
+    "v_margin_calls",
+    "v_capital_efficiency",
+    "v_top_margin_contributors",
+    "v_greeks_by_bucket",
+    "v_margin_change",
+    "v_backtest_traffic_lights",
+)
+
+
+def _check_views(url: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        for view in VIEWS:
+            conn.execute(sa.text(f"select * from {view}")).fetchall()
+        ratio = conn.execute(
+            sa.text("select sum(portfolio_im_usd) / sum(standard_im_usd) from v_capital_efficiency")
+        ).scalar()
+        buckets = conn.execute(sa.text("select count(*) from v_greeks_by_bucket")).scalar()
+    engine.dispose()
+    assert 0 < ratio < 1 and buckets > 0
+
+
 def _without_run(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.drop("run_id", "started_at", "finished_at", strict=False)
 
@@ -118,6 +143,7 @@ def test_end_to_end_duckdb_and_rerun(landing: Path, tmp_path: Path) -> None:
     assert first.success, first.errors
     tables = _tables(url)
     _check_published(tables)
+    _check_views(url)
     second = _run(landing, url, tmp_path)
     assert second.success, second.errors
     again = _tables(url)
@@ -132,6 +158,7 @@ def test_end_to_end_postgres(landing: Path, tmp_path: Path, postgres_url: str) -
     first = _run(landing, postgres_url, tmp_path)
     assert first.success, first.errors
     _check_published(_tables(postgres_url))
+    _check_views(postgres_url)
 
 
 @pytest.mark.slow

@@ -1,0 +1,155 @@
+"""The warehouse on DuckDB and PostgreSQL: atomic replacement of a date, validation,
+verbatim ids, exact floats, the date lock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipelines.warehouse import Warehouse, WarehouseBusy, WarehouseError
+from risk_core import outputs
+
+D1, D2 = dt.date(2026, 1, 2), dt.date(2026, 1, 3)
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
+    if request.param == "duckdb":
+        url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    wh = Warehouse(url)
+    with wh.engine.begin() as conn:
+        for table in outputs.ALL_TABLES:
+            conn.exec_driver_sql(f"drop table if exists {table.name} cascade")
+    wh.create_schema()
+    wh.create_schema()  # idempotent
+    return wh
+
+
+def _quality(date: dt.date, ids: list[str], value: float = 0.1) -> pl.DataFrame:
+    n = len(ids)
+    return pl.DataFrame(
+        {
+            "business_date": [date] * n,
+            "run_id": ["r"] * n,
+            "dataset": ids,
+            "check": ["c"] * n,
+            "severity": ["error"] * n,
+            "success": [True] * n,
+            "failed_rows": [0] * n,
+            "detail": [repr(value)] * n,
+        },
+        schema=outputs.DATA_QUALITY.schema,
+    )
+
+
+def _greeks(date: dt.date, accounts: list[str], delta: float) -> pl.DataFrame:
+    n = len(accounts)
+    return pl.DataFrame(
+        {
+            "business_date": [date] * n,
+            "run_id": ["r"] * n,
+            "account_id": accounts,
+            "underlying": ["BTC"] * n,
+            "delta": [delta] * n,
+            "delta_usd": [delta * 3.0] * n,
+            "gamma": [1e-300] * n,
+            "vega_usd": [0.1 + 0.2] * n,
+            "theta_usd": [-1.0 / 3.0] * n,
+        },
+        schema=outputs.GREEKS_ACCOUNT.schema,
+    )
+
+
+def test_replace_is_atomic_and_idempotent(warehouse: Warehouse) -> None:
+    ids = ["a", "x'; drop table greeks_account;--", 'say "select"']
+    warehouse.replace_business_date(D1, {"greeks_account": _greeks(D1, ids, 0.5)})
+    warehouse.replace_business_date(D2, {"greeks_account": _greeks(D2, ids, 0.7)})
+    before = warehouse.read_table("greeks_account")
+    assert sorted(before.filter(pl.col("business_date") == D1)["account_id"]) == sorted(ids)
+    assert before["gamma"][0] == 1e-300 and before["vega_usd"][0] == 0.1 + 0.2
+    # A frame that fails inside the transaction (second table) leaves everything as it was.
+    bad_quality = _quality(D1, ["q"]).with_columns(pl.lit(None, pl.String).alias("check"))
+    with pytest.raises(WarehouseError, match="check"):
+        warehouse.replace_business_date(
+            D1, {"greeks_account": _greeks(D1, ["z"], 9.0), "data_quality": bad_quality}
+        )
+    assert warehouse.read_table("greeks_account").equals(before)
+    # A database-level failure midway (table missing) rolls back the whole date.
+    with warehouse.engine.begin() as conn:
+        conn.exec_driver_sql("drop view if exists v_backtest_traffic_lights")
+        conn.exec_driver_sql("drop table backtest_summary")
+    with pytest.raises(Exception):  # noqa: B017 - the database's own error
+        warehouse.replace_business_date(
+            D1,
+            {
+                "greeks_account": _greeks(D1, ["z"], 9.0),
+                "backtest_summary": outputs.BACKTEST_SUMMARY.empty().extend(
+                    pl.DataFrame(
+                        {
+                            "business_date": [D1],
+                            "run_id": ["r"],
+                            "as_of_date": [D1],
+                            "model": ["m"],
+                            "window_start": [D1],
+                            "window_end": [D1],
+                            "observations": [1],
+                            "exceedances": [0],
+                            "expected_exceedances": [0.0],
+                            "confidence": [0.99],
+                            "kupiec_pvalue": [1.0],
+                            "christoffersen_pvalue": [1.0],
+                            "traffic_light": ["green"],
+                            "peak_to_trough": [1.0],
+                            "max_increase_5d": [0.0],
+                            "max_increase_30d": [0.0],
+                        },
+                        schema=outputs.BACKTEST_SUMMARY.schema,
+                    )
+                ),
+            },
+        )
+    assert warehouse.read_table("greeks_account").equals(before)
+    # Rerun: identical rows, no duplicates.
+    warehouse.replace_business_date(D1, {"greeks_account": _greeks(D1, ids, 0.5)})
+    assert warehouse.read_table("greeks_account").equals(before)
+
+
+def test_validation_names_table_column_rows(warehouse: Warehouse) -> None:
+    dup = _greeks(D1, ["a", "a"], 1.0)
+    with pytest.raises(WarehouseError, match="greeks_account.*duplicated.*rows"):
+        warehouse.replace_business_date(D1, {"greeks_account": dup})
+    with pytest.raises(WarehouseError, match="business_date is not"):
+        warehouse.replace_business_date(D1, {"greeks_account": _greeks(D2, ["a"], 1.0)})
+    with pytest.raises(WarehouseError, match="columns differ"):
+        warehouse.replace_business_date(
+            D1, {"greeks_account": _greeks(D1, ["a"], 1.0).drop("gamma")}
+        )
+
+
+def test_date_lock_excludes_a_second_writer(warehouse: Warehouse) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with warehouse.date_lock(D1):
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert entered.wait(10)
+    with pytest.raises(WarehouseBusy, match=str(D1)):
+        with warehouse.date_lock(D1, timeout_s=0.5):
+            pass
+    with warehouse.date_lock(D2, timeout_s=0.5):  # another date is free
+        pass
+    release.set()
+    thread.join()
+    with warehouse.date_lock(D1, timeout_s=2):
+        pass
