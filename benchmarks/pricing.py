@@ -46,8 +46,10 @@ def main() -> None:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"options: {n:,}")
     print(f"price + delta, gamma, vega, theta: {greeks:.3f} s  {n / greeks:,.0f} options/s")
-    print(f"implied volatility:                {iv:.3f} s  {n / iv:,.0f} options/s "
-          f"({result.ok.mean():.2%} solvable)")
+    print(
+        f"implied volatility:                {iv:.3f} s  {n / iv:,.0f} options/s "
+        f"({result.ok.mean():.2%} solvable)"
+    )
     print(f"peak memory: {peak_mib:,.0f} MiB")
 
 

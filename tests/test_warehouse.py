@@ -122,7 +122,7 @@ def test_replace_is_atomic_and_idempotent(warehouse: Warehouse) -> None:
 
 def test_validation_names_table_column_rows(warehouse: Warehouse) -> None:
     dup = _greeks(D1, ["a", "a"], 1.0)
-    with pytest.raises(WarehouseError, match="greeks_account.*duplicated.*rows"):
+    with pytest.raises(WarehouseError, match=r"greeks_account.*duplicated.*rows"):
         warehouse.replace_business_date(D1, {"greeks_account": dup})
     with pytest.raises(WarehouseError, match="business_date is not"):
         warehouse.replace_business_date(D1, {"greeks_account": _greeks(D2, ["a"], 1.0)})

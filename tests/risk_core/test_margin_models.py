@@ -4,7 +4,6 @@ a slow per-position reference loop."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 import polars as pl

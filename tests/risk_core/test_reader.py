@@ -45,7 +45,7 @@ def test_bad_numbers_name_file_column_and_row(tmp_path: Path, bad: str) -> None:
 
 
 def test_missing_required_value(tmp_path: Path) -> None:
-    with pytest.raises(LandingError, match="required value is empty.*account_id.*row"):
+    with pytest.raises(LandingError, match=r"required value is empty.*account_id.*row"):
         read_dataset(_write(tmp_path, HEADER + ",X,1\n"), POSITIONS)
 
 
