@@ -23,7 +23,8 @@ from numpy.typing import NDArray
 
 from risk_core.conventions import SECONDS_PER_YEAR
 from risk_core.pricing import black76
-from risk_core.pricing.implied_vol import implied_vol
+from risk_core.pricing.implied_vol import BELOW_INTRINSIC, implied_vol
+from risk_core.pricing.vol_surface import VolSurface
 
 KIND_OPTION, KIND_FUTURE, KIND_PERPETUAL, KIND_SPOT = 0, 1, 2, 3
 KIND_CODES = {
@@ -132,6 +133,39 @@ class InstrumentTable:
         return black76.Greeks(self.value_usd(), delta, gamma, vega, theta)
 
 
+#: How far below intrinsic (fraction of the forward) a price may sit and still count as
+#: "at intrinsic" (a few Deribit ticks of 0.0001 coin).
+INTRINSIC_TOLERANCE = 5e-4
+
+
+def _surface_vols(
+    frame: pl.DataFrame,
+    quoted: NDArray[np.bool_],
+    sigma: FloatArray,
+    t: FloatArray,
+    strike: FloatArray,
+    forward: FloatArray,
+    missing: NDArray[np.bool_],
+    wanted: NDArray[np.bool_],
+) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Surface vols of the ``wanted`` rows among ``missing``; and which have no surface."""
+    underlying = frame["underlying"].to_numpy()
+    surface = VolSurface.from_points(
+        underlying[quoted], t[quoted], strike[quoted], forward[quoted], sigma[quoted]
+    )
+    rows = np.flatnonzero(missing)[wanted]
+    vols = np.zeros(rows.size)
+    no_surface = np.zeros(int(missing.sum()), dtype=bool)
+    for name in sorted(set(underlying[rows].tolist())):
+        mine = underlying[rows] == name
+        if name not in surface.smiles:
+            no_surface[np.flatnonzero(wanted)[mine]] = True
+            continue
+        r = rows[mine]
+        vols[mine] = surface.vol(name, t[r], strike[r], forward[r])
+    return vols, no_surface
+
+
 def build_instrument_table(
     instruments: pl.DataFrame,
     marks: pl.DataFrame,
@@ -189,13 +223,28 @@ def build_instrument_table(
         solved = implied_vol(
             usd_price, forward[missing_iv], strike[missing_iv], t[missing_iv], is_call[missing_iv]
         )
-        if not np.all(solved.ok):
-            ids = frame["instrument_id"].to_numpy()[missing_iv][~solved.ok][:5].tolist()
+        vol = solved.vol.copy()
+        intrinsic = np.maximum(
+            np.where(is_call, forward - strike, strike - forward)[missing_iv], 0.0
+        )
+        # A price at intrinsic within a few ticks has lost its time value to rounding: its
+        # volatility comes from the surface of the other options of the underlying.
+        at_intrinsic = (solved.status == BELOW_INTRINSIC) & (
+            usd_price >= intrinsic - INTRINSIC_TOLERANCE * forward[missing_iv]
+        )
+        unsolvable = ~solved.ok & ~at_intrinsic
+        if at_intrinsic.any():
+            vol[at_intrinsic], no_surface = _surface_vols(
+                frame, option & ~missing_iv, sigma, t, strike, forward, missing_iv, at_intrinsic
+            )
+            unsolvable |= no_surface
+        if unsolvable.any():
+            ids = frame["instrument_id"].to_numpy()[missing_iv][unsolvable][:5].tolist()
             raise MarketDataError(
-                f"{int((~solved.ok).sum())} option(s) without mark_iv whose mark_price admits "
+                f"{int(unsolvable.sum())} option(s) without mark_iv whose mark_price admits "
                 f"no implied volatility: {ids}"
             )
-        sigma[missing_iv] = solved.vol
+        sigma[missing_iv] = vol
 
     underlyings = tuple(sorted(frame["underlying"].unique().to_list()))
     underlying_code = (

@@ -184,3 +184,33 @@ def test_inverse_future_coin_pnl() -> None:
     np.testing.assert_allclose(coin[i], [q * -0.16 / 0.84, q * 0.5 / 1.5], rtol=1e-14)
     usd = revalue_usd(table, ScenarioSet(("down", "up"), moves))
     np.testing.assert_allclose(usd[i], [10.0 * -0.16, 10.0 * 0.5], rtol=1e-12)
+
+
+def test_price_at_intrinsic_takes_the_surface_vol() -> None:
+    data = _book()
+    put = (
+        "BTC-28JUN24-90000-P",
+        "deribit",
+        "option",
+        "BTC",
+        "inverse",
+        1.0,
+        "base",
+        EXPIRY,
+        90_000.0,
+        "P",
+    )
+    instruments = pl.concat([data.instruments, _frame(INSTRUMENTS, [put])])
+    at_intrinsic = (90_000.0 - 66_250.0) / 66_250.0  # coin: time value lost to rounding
+    marks = pl.concat([data.marks, _frame(MARKS, [(put[0], at_intrinsic, None, 66_250.0)])])
+    table = build_instrument_table(instruments, marks, data.index_prices, DATE)
+    i = list(table.instrument_id).index(put[0])
+    assert table.iv_solved[i] and table.sigma[i] == pytest.approx(0.55)  # the BTC smile
+    below = marks.with_columns(
+        pl.when(pl.col("instrument_id") == put[0])
+        .then(at_intrinsic * 0.9)
+        .otherwise(pl.col("mark_price"))
+        .alias("mark_price")
+    )
+    with pytest.raises(MarketDataError, match=put[0]):
+        build_instrument_table(instruments, below, data.index_prices, DATE)
