@@ -26,7 +26,7 @@ CHECKS = [
     dg.AssetCheckSpec(
         f"{d.name}_valid",
         asset="landing_snapshot",
-        description=f"Validation rules of `{d.name}`: schema, nulls, enumerations, "
+        description=f"Great Expectations suite of `{d.name}`: schema, nulls, enumerations, "
         "ranges, keys and references. Blocking: an error stops every downstream asset.",
         blocking=True,
     )
@@ -48,29 +48,27 @@ class ValidatedLanding:
     check_specs=CHECKS,
     required_resource_keys={"landing", "artefacts"},
     group_name="ingest",
-    kinds={"polars"},
+    kinds={"polars", "great_expectations"},
     owners=OWNERS,
 )
 def landing_snapshot(context: dg.AssetExecutionContext):  # type: ignore[no-untyped-def]
     """Every landing dataset of the business date, typed, read whole (no row dropped),
     with the price history cut at the business date; validated by blocking checks."""
-    from quality import build_data_docs, validate_landing
+    from quality import validate_landing
 
     started_at = dt.datetime.now(dt.UTC)
     date = business_date(context)
     landing_dir = context.resources.landing.path()
     data = read_landing(landing_dir, date)
-    report = validate_landing(data)
-    docs = build_data_docs(
-        report, context.resources.artefacts.folder("data_docs", date, context.run.run_id)
-    )
+    docs_dir = context.resources.artefacts.folder("data_docs", date, context.run.run_id)
+    report = validate_landing(data, docs_dir)
     yield dg.Output(
         ValidatedLanding(data, report, started_at, str(landing_dir)),
         metadata={
             **{f"rows_{name}": dg.MetadataValue.int(f.height) for name, f in data.frames().items()},
             **{f"sha256_{name}": dg.MetadataValue.text(h) for name, h in data.sha256.items()},
             "inputs_sha256": dg.MetadataValue.text(data.inputs_sha256()),
-            "data_docs": dg.MetadataValue.path(str(docs)),
+            "data_docs": dg.MetadataValue.path(str(report.data_docs)),
             "warnings": dg.MetadataValue.int(len(report.warnings)),
         },
     )

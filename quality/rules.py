@@ -1,18 +1,24 @@
-"""The rules of every landing dataset, evaluated on the typed frames of a business date.
+"""The rules of every landing dataset, as Great Expectations suites defined in code.
 
-Each rule yields one :class:`~quality.report.CheckResult`: its name, severity, the number
-of failing rows and a detail naming the column, the rule and up to five sample rows
-(1-based data rows of the file, as the reader keeps file order). Errors block the
+Each dataset gets one suite. Column rules use GX's own expectations (not null, in set,
+between, unique); rules that need other datasets (references, expiry against the
+business date, the smile, day-over-day moves) are computed with Polars into boolean
+``_ok_*`` columns that the suite expects to be true. Every rule yields one
+:class:`~quality.report.CheckResult` naming the column, the rule and up to five sample
+rows (1-based data rows of the file: the reader keeps file order). Errors block the
 publication; warnings (suspicious but possible data) are only recorded.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 import polars as pl
 
+from quality.gx_runner import run_suites
 from quality.report import CheckResult, ValidationReport
 from risk_core.conventions import CONTRACT_UNITS, KINDS, OPTION_TYPES, SETTLEMENTS
 from risk_core.landing.reader import LandingData
@@ -25,327 +31,319 @@ INDEX_MOVE_WARNING = 0.25
 IV_DISTANCE_WARNING = 1.0
 
 
-def _result(
-    data: LandingData,
-    dataset: str,
-    check: str,
-    failing: pl.Series,
-    frame: pl.DataFrame,
-    column: str,
-    rule: str,
-    severity: str = "error",
-) -> CheckResult:
-    failing = failing.fill_null(False)  # null: not applicable (nulls have their own rules)
-    n = int(failing.sum())
-    path = str(data.files.get(dataset, dataset))
-    if n == 0:
-        return CheckResult(dataset, check, severity, True, 0, f"{column}: {rule}", path)  # type: ignore[arg-type]
-    rows = (failing.arg_true() + 1).head(SAMPLE).to_list()
-    values = frame.filter(failing).head(SAMPLE)
-    samples = "; ".join(
-        f"row {r}: " + ", ".join(f"{k}={v!r}" for k, v in zip(values.columns, vals, strict=True))
-        for r, vals in zip(rows, values.iter_rows(), strict=False)
-    )
-    detail = f"{column}: {rule}; {n} row(s) fail, e.g. {samples}"
-    return CheckResult(dataset, check, severity, False, n, detail, path)  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class Rule:
+    """One expectation: ``kind`` is a GX expectation shape, ``column`` what it reads."""
+
+    dataset: str
+    check: str
+    kind: Literal["not_null", "in_set", "between", "unique", "compound_unique", "flag", "rows"]
+    column: str
+    text: str
+    severity: Literal["error", "warning"] = "error"
+    options: dict[str, Any] = field(default_factory=dict)
 
 
-def _common(data: LandingData, name: str, frame: pl.DataFrame) -> Iterator[CheckResult]:
-    dataset = BY_NAME[name]
-    for column in dataset.required:
-        yield _result(
-            data,
-            name,
-            f"{column}_not_null",
-            frame[column].is_null(),
-            frame,
-            column,
-            "must not be empty",
-        )
-    key = list(dataset.key)
-    yield _result(
-        data,
-        name,
-        "key_unique",
-        frame.select(key).is_duplicated(),
-        frame,
-        ",".join(key),
-        "must be unique",
-    )
+def _flag(frame: pl.DataFrame, name: str, ok: pl.Expr) -> pl.DataFrame:
+    return frame.with_columns(ok.fill_null(True).alias(f"_ok_{name}"))
 
 
-def _instruments(data: LandingData) -> Iterator[CheckResult]:
-    f = data.instruments
-    yield _result(
-        data,
-        "instruments",
-        "not_empty",
-        pl.Series([f.height == 0]),
-        f.head(1),
-        "instrument_id",
-        "the file must have at least one row",
-    )
-    for column, allowed in (
-        ("kind", KINDS),
-        ("settlement", SETTLEMENTS),
-        ("contract_unit", CONTRACT_UNITS),
-    ):
-        yield _result(
-            data,
-            "instruments",
-            f"{column}_in_set",
-            ~f[column].is_in(list(allowed)),
-            f,
-            column,
-            f"must be one of {', '.join(allowed)}",
-        )
-    yield _result(
-        data,
-        "instruments",
-        "contract_size_positive",
-        f["contract_size"] <= 0,
-        f,
-        "contract_size",
-        "must be > 0",
-    )
-    option = f["kind"] == "option"
-    yield _result(
-        data,
-        "instruments",
-        "option_fields_present",
-        option & (f["expiry"].is_null() | f["strike"].is_null() | f["option_type"].is_null()),
-        f,
-        "expiry,strike,option_type",
-        "options need expiry, strike and option_type",
-    )
-    yield _result(
-        data,
-        "instruments",
-        "option_type_in_set",
-        option & ~f["option_type"].is_in(list(OPTION_TYPES)),
-        f,
-        "option_type",
-        "must be C or P",
-    )
-    yield _result(
-        data,
-        "instruments",
-        "strike_positive",
-        option & (f["strike"] <= 0),
-        f,
-        "strike",
-        "must be > 0",
-    )
-    yield _result(
-        data,
-        "instruments",
-        "future_expiry_present",
-        (f["kind"] == "future") & f["expiry"].is_null(),
-        f,
-        "expiry",
-        "futures need an expiry",
-    )
-    yield _result(
-        data,
-        "instruments",
-        "underlying_has_index",
-        ~f["underlying"].is_in(data.index_prices["underlying"].implode()),
-        f,
-        "underlying",
-        "must have an index price in index_prices",
-    )
-    yield _result(
-        data,
-        "instruments",
-        "instrument_has_mark",
-        ~f["instrument_id"].is_in(data.marks["instrument_id"].implode()),
-        f,
-        "instrument_id",
-        "every instrument needs a mark in marks",
-    )
+def _in(column: str, other: pl.Series) -> pl.Expr:
+    return pl.col(column).is_in(other.implode())
 
 
-def _marks(data: LandingData) -> Iterator[CheckResult]:
-    f = data.marks
-    yield _result(
-        data,
-        "marks",
-        "mark_price_non_negative",
-        f["mark_price"] < 0,
-        f,
-        "mark_price",
-        "must be >= 0",
-    )
-    yield _result(
-        data,
-        "marks",
-        "mark_iv_range",
-        (f["mark_iv"] <= 0) | (f["mark_iv"] > 5),
-        f,
-        "mark_iv",
-        "must be in (0, 5] when present",
-    )
-    yield _result(
-        data,
-        "marks",
-        "underlying_price_positive",
-        f["underlying_price"] <= 0,
-        f,
-        "underlying_price",
-        "must be > 0",
-    )
-    yield _result(
-        data,
-        "marks",
-        "instrument_exists",
-        ~f["instrument_id"].is_in(data.instruments["instrument_id"].implode()),
-        f,
-        "instrument_id",
-        "must exist in instruments",
-    )
-
-
-def _index_prices(data: LandingData) -> Iterator[CheckResult]:
-    f = data.index_prices
-    yield _result(
-        data,
-        "index_prices",
-        "index_price_positive",
-        f["index_price"] <= 0,
-        f,
-        "index_price",
-        "must be > 0",
-    )
-    history = (
-        data.price_history.sort("date")
-        .group_by("underlying")
-        .agg(pl.col("close").filter(pl.col("date") < data.business_date).last().alias("previous"))
-    )
-    joined = f.join(history, on="underlying", how="left")
-    move = (joined["index_price"] / joined["previous"] - 1.0).abs()
-    yield _result(
-        data,
-        "index_prices",
-        "index_move_plausible",
-        move > INDEX_MOVE_WARNING,
-        joined,
-        "index_price",
-        f"moves more than {INDEX_MOVE_WARNING:.0%} from the last close",
-        "warning",
-    )
-
-
-def _positions(data: LandingData) -> Iterator[CheckResult]:
-    f = data.positions
-    yield _result(
-        data,
-        "positions",
-        "quantity_non_zero",
-        f["quantity"] == 0,
-        f,
-        "quantity",
-        "must be non-zero",
-    )
-    yield _result(
-        data,
-        "positions",
-        "instrument_exists",
-        ~f["instrument_id"].is_in(data.instruments["instrument_id"].implode()),
-        f,
-        "instrument_id",
-        "must exist in instruments",
-    )
-    yield _result(
-        data,
-        "positions",
-        "instrument_has_mark",
-        ~f["instrument_id"].is_in(data.marks["instrument_id"].implode()),
-        f,
-        "instrument_id",
-        "must have a mark in marks",
-    )
+def _frames(data: LandingData) -> dict[str, pl.DataFrame]:
+    """Each dataset with the ``_ok_*`` columns of its cross-dataset rules."""
     snapshot = dt.datetime.combine(data.business_date, dt.time(0), tzinfo=dt.UTC)
-    expiry = f.join(
+    instruments = data.instruments
+    option = pl.col("kind") == "option"
+    instruments = _flag(
+        instruments,
+        "option_fields",
+        ~option
+        | (
+            pl.col("expiry").is_not_null()
+            & pl.col("strike").is_not_null()
+            & pl.col("option_type").is_not_null()
+        ),
+    )
+    instruments = _flag(
+        instruments, "future_expiry", (pl.col("kind") != "future") | pl.col("expiry").is_not_null()
+    )
+    instruments = _flag(
+        instruments, "has_index", _in("underlying", data.index_prices["underlying"])
+    )
+    instruments = _flag(instruments, "has_mark", _in("instrument_id", data.marks["instrument_id"]))
+
+    marks = _flag(
+        data.marks, "instrument_exists", _in("instrument_id", data.instruments["instrument_id"])
+    )
+    options = marks.join(
+        data.instruments.select("instrument_id", "kind", "underlying", "expiry"),
+        on="instrument_id",
+        how="left",
+        maintain_order="left",
+    )
+    median = pl.col("mark_iv").median().over("underlying", "expiry")
+    far = (pl.col("kind") == "option") & ((pl.col("mark_iv") - median).abs() > IV_DISTANCE_WARNING)
+    marks = marks.with_columns(options.select((~far).fill_null(True).alias("_ok_near_smile")))
+
+    previous = (
+        data.price_history.filter(pl.col("date") < data.business_date)
+        .sort("date")
+        .group_by("underlying")
+        .agg(pl.col("close").last().alias("_previous"))
+    )
+    index = data.index_prices.join(previous, on="underlying", how="left", maintain_order="left")
+    index = _flag(
+        index,
+        "index_move",
+        (pl.col("index_price") / pl.col("_previous") - 1.0).abs() <= INDEX_MOVE_WARNING,
+    ).drop("_previous")
+
+    positions = data.positions.join(
         data.instruments.select("instrument_id", "expiry"),
         on="instrument_id",
         how="left",
         maintain_order="left",
-    )["expiry"]
-    yield _result(
-        data,
-        "positions",
-        "instrument_not_expired",
-        expiry.is_not_null() & (expiry <= snapshot),
-        f,
-        "instrument_id",
-        f"instrument expired at or before the snapshot {snapshot.isoformat()}",
     )
-
-
-def _collateral(data: LandingData) -> Iterator[CheckResult]:
-    f = data.collateral
-    yield _result(
-        data,
-        "collateral",
-        "asset_has_index",
-        ~f["asset"].is_in(data.index_prices["underlying"].implode()),
-        f,
-        "asset",
-        "must have an index price in index_prices",
+    positions = _flag(
+        positions, "instrument_exists", _in("instrument_id", data.instruments["instrument_id"])
     )
-
-
-def _price_history(data: LandingData) -> Iterator[CheckResult]:
-    f = data.price_history
-    yield _result(
-        data, "price_history", "close_positive", f["close"] <= 0, f, "close", "must be > 0"
+    positions = _flag(positions, "has_mark", _in("instrument_id", data.marks["instrument_id"]))
+    positions = _flag(
+        positions, "not_expired", pl.col("expiry").is_null() | (pl.col("expiry") > pl.lit(snapshot))
     )
-    needed = data.instruments["underlying"].unique()
-    have = f["underlying"].unique().implode()
-    missing = pl.DataFrame({"underlying": needed}).filter(~pl.col("underlying").is_in(have))
-    yield _result(
-        data,
-        "price_history",
-        "history_for_every_underlying",
-        pl.Series([True] * missing.height, dtype=pl.Boolean),
-        missing,
-        "underlying",
-        "every underlying needs price history up to the business date",
+    positions = positions.drop("expiry")
+
+    collateral = _flag(data.collateral, "has_index", _in("asset", data.index_prices["underlying"]))
+    history = data.price_history
+    missing = (
+        data.instruments.select("underlying")
+        .unique()
+        .filter(~_in("underlying", history["underlying"].unique()))
     )
+    return {
+        "instruments": instruments,
+        "marks": marks,
+        "index_prices": index,
+        "positions": positions,
+        "collateral": collateral,
+        "price_history": history,
+        "price_history_coverage": missing.with_columns(pl.lit(False).alias("_ok_covered")),
+    }
 
 
-def _option_smile(data: LandingData) -> Iterator[CheckResult]:
-    """IVs far from their expiry's median (warning)."""
-    options = data.marks.join(data.instruments, on="instrument_id", how="inner").filter(
-        pl.col("kind") == "option"
+def rules() -> list[Rule]:
+    out: list[Rule] = []
+    for name, dataset in BY_NAME.items():
+        out += [
+            Rule(name, f"{c}_not_null", "not_null", c, "must not be empty")
+            for c in dataset.required
+        ]
+        key = list(dataset.key)
+        if len(key) == 1:
+            out.append(Rule(name, "key_unique", "unique", key[0], "must be unique"))
+        else:
+            out.append(Rule(name, "key_unique", "compound_unique", ",".join(key), "must be unique"))
+    out += [
+        Rule(
+            "instruments",
+            "not_empty",
+            "rows",
+            "instrument_id",
+            "needs at least one row",
+            options={"min_value": 1},
+        ),
+        Rule(
+            "instruments",
+            "kind_in_set",
+            "in_set",
+            "kind",
+            f"must be one of {', '.join(KINDS)}",
+            options={"value_set": list(KINDS)},
+        ),
+        Rule(
+            "instruments",
+            "settlement_in_set",
+            "in_set",
+            "settlement",
+            f"must be one of {', '.join(SETTLEMENTS)}",
+            options={"value_set": list(SETTLEMENTS)},
+        ),
+        Rule(
+            "instruments",
+            "contract_unit_in_set",
+            "in_set",
+            "contract_unit",
+            f"must be one of {', '.join(CONTRACT_UNITS)}",
+            options={"value_set": list(CONTRACT_UNITS)},
+        ),
+        Rule(
+            "instruments",
+            "option_type_in_set",
+            "in_set",
+            "option_type",
+            "must be C or P",
+            options={"value_set": list(OPTION_TYPES)},
+        ),
+        Rule(
+            "instruments",
+            "contract_size_positive",
+            "between",
+            "contract_size",
+            "must be > 0",
+            options={"min_value": 0, "strict_min": True},
+        ),
+        Rule(
+            "instruments",
+            "strike_positive",
+            "between",
+            "strike",
+            "must be > 0",
+            options={"min_value": 0, "strict_min": True},
+        ),
+        Rule(
+            "instruments",
+            "option_fields_present",
+            "flag",
+            "expiry,strike,option_type",
+            "options need expiry, strike and option_type",
+        ),
+        Rule("instruments", "future_expiry_present", "flag", "expiry", "futures need an expiry"),
+        Rule(
+            "instruments",
+            "underlying_has_index",
+            "flag",
+            "underlying",
+            "must have an index price in index_prices",
+        ),
+        Rule(
+            "instruments",
+            "instrument_has_mark",
+            "flag",
+            "instrument_id",
+            "every instrument needs a mark in marks",
+        ),
+        Rule(
+            "marks",
+            "mark_price_non_negative",
+            "between",
+            "mark_price",
+            "must be >= 0",
+            options={"min_value": 0},
+        ),
+        Rule(
+            "marks",
+            "mark_iv_range",
+            "between",
+            "mark_iv",
+            "must be in (0, 5] when present",
+            options={"min_value": 0, "max_value": 5, "strict_min": True},
+        ),
+        Rule(
+            "marks",
+            "underlying_price_positive",
+            "between",
+            "underlying_price",
+            "must be > 0",
+            options={"min_value": 0, "strict_min": True},
+        ),
+        Rule("marks", "instrument_exists", "flag", "instrument_id", "must exist in instruments"),
+        Rule(
+            "marks",
+            "iv_near_smile",
+            "flag",
+            "mark_iv",
+            f"more than {IV_DISTANCE_WARNING} from its expiry's median IV",
+            "warning",
+        ),
+        Rule(
+            "index_prices",
+            "index_price_positive",
+            "between",
+            "index_price",
+            "must be > 0",
+            options={"min_value": 0, "strict_min": True},
+        ),
+        Rule(
+            "index_prices",
+            "index_move",
+            "flag",
+            "index_price",
+            f"moves more than {INDEX_MOVE_WARNING:.0%} from the last close",
+            "warning",
+        ),
+        Rule("positions", "quantity_non_zero", "flag_expr", "quantity", "must be non-zero"),
+        Rule(
+            "positions", "instrument_exists", "flag", "instrument_id", "must exist in instruments"
+        ),
+        Rule("positions", "has_mark", "flag", "instrument_id", "must have a mark in marks"),
+        Rule(
+            "positions",
+            "not_expired",
+            "flag",
+            "instrument_id",
+            "instrument expired at or before the business date's 00:00 UTC snapshot",
+        ),
+        Rule(
+            "collateral", "has_index", "flag", "asset", "must have an index price in index_prices"
+        ),
+        Rule(
+            "price_history",
+            "close_positive",
+            "between",
+            "close",
+            "must be > 0",
+            options={"min_value": 0, "strict_min": True},
+        ),
+        Rule(
+            "price_history_coverage",
+            "covered",
+            "flag",
+            "underlying",
+            "every underlying needs price history up to the business date",
+        ),
+    ]
+    return out
+
+
+def validate_landing(data: LandingData, data_docs_dir: Path | None = None) -> ValidationReport:
+    """Run every suite on the date's datasets; GX Data Docs go to ``data_docs_dir``."""
+    frames = _frames(data)
+    frames["positions"] = frames["positions"].with_columns(
+        (pl.col("quantity") != 0).fill_null(True).alias("_ok_quantity_non_zero")
     )
-    median = pl.col("mark_iv").median().over("underlying", "expiry")
-    far = options.select((pl.col("mark_iv") - median).abs() > IV_DISTANCE_WARNING).to_series()
-    yield _result(
-        data,
-        "marks",
-        "iv_near_smile",
-        far,
-        options.select("instrument_id", "mark_iv"),
-        "mark_iv",
-        f"more than {IV_DISTANCE_WARNING} from the expiry's median IV",
-        "warning",
+    all_rules = [
+        Rule(r.dataset, r.check, "flag", r.column, r.text, r.severity, r.options)
+        if r.kind == "flag_expr"
+        else r
+        for r in rules()
+    ]
+    outcomes, docs = run_suites(frames, all_rules, data_docs_dir)
+    results = []
+    for rule in all_rules:
+        failing_rows, count = outcomes[(rule.dataset, rule.check)]
+        dataset = "price_history" if rule.dataset == "price_history_coverage" else rule.dataset
+        results.append(_result(data, dataset, rule, frames[rule.dataset], failing_rows, count))
+    return ValidationReport(data.business_date, tuple(results), docs)
+
+
+def _result(
+    data: LandingData, dataset: str, rule: Rule, frame: pl.DataFrame, rows: list[int], n: int
+) -> CheckResult:
+    path = str(data.files.get(dataset, dataset))
+    if n == 0:
+        return CheckResult(
+            dataset, rule.check, rule.severity, True, 0, f"{rule.column}: {rule.text}", path
+        )
+    shown = frame.drop([c for c in frame.columns if c.startswith("_ok_")])
+    samples = "; ".join(
+        f"row {r + 1}: " + ", ".join(f"{k}={v!r}" for k, v in shown.row(r, named=True).items())
+        for r in rows[:SAMPLE]
+        if r < shown.height
     )
-
-
-def validate_landing(data: LandingData) -> ValidationReport:
-    """Every rule on every dataset of the date."""
-    results: list[CheckResult] = []
-    for name, frame in data.frames().items():
-        results.extend(_common(data, name, frame))
-    for rules in (
-        _instruments,
-        _marks,
-        _index_prices,
-        _positions,
-        _collateral,
-        _price_history,
-        _option_smile,
-    ):
-        results.extend(rules(data))
-    return ValidationReport(data.business_date, tuple(results))
+    detail = f"{rule.column}: {rule.text}; {n} row(s) fail" + (
+        f", e.g. {samples}" if samples else ""
+    )
+    return CheckResult(dataset, rule.check, rule.severity, False, n, detail, path)
