@@ -55,6 +55,7 @@ FLAG_NAMES = {
     ("instruments", "underlying_has_index"): "has_index",
     ("instruments", "instrument_has_mark"): "has_mark",
     ("marks", "iv_near_smile"): "near_smile",
+    ("marks", "put_call_parity"): "parity",
 }
 
 

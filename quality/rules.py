@@ -29,6 +29,9 @@ SAMPLE = 5
 INDEX_MOVE_WARNING = 0.25
 #: Absolute distance of an IV from its expiry's median IV above which a warning is raised.
 IV_DISTANCE_WARNING = 1.0
+#: Put-call parity gap |C - P - (F - K)| in USD, as a fraction of the forward, above which
+#: both legs are flagged (warning).
+PARITY_WARNING = 0.005
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ def _frames(data: LandingData) -> dict[str, pl.DataFrame]:
     median = pl.col("mark_iv").median().over("underlying", "expiry")
     far = (pl.col("kind") == "option") & ((pl.col("mark_iv") - median).abs() > IV_DISTANCE_WARNING)
     marks = marks.with_columns(options.select((~far).fill_null(True).alias("_ok_near_smile")))
+    marks = marks.with_columns(_parity_ok(data).alias("_ok_parity"))
 
     previous = (
         data.price_history.filter(pl.col("date") < data.business_date)
@@ -132,6 +136,38 @@ def _frames(data: LandingData) -> dict[str, pl.DataFrame]:
         "price_history": history,
         "price_history_coverage": missing.with_columns(pl.lit(False).alias("_ok_covered")),
     }
+
+
+def _parity_ok(data: LandingData) -> pl.Series:
+    """Per marks row: False where the option's call/put pair breaks put-call parity."""
+    legs = (
+        data.marks.with_row_index("_row")
+        .join(data.instruments, on="instrument_id", how="inner")
+        .filter(pl.col("kind") == "option")
+        .with_columns(
+            pl.when(pl.col("settlement") == "inverse")
+            .then(pl.col("mark_price") * pl.col("underlying_price"))
+            .otherwise(pl.col("mark_price"))
+            .alias("_usd")
+        )
+    )
+    keys = ["underlying", "settlement", "expiry", "strike"]
+    calls = legs.filter(pl.col("option_type") == "C").select(
+        *keys, pl.col("_usd").alias("_c"), "underlying_price", "_row"
+    )
+    puts = legs.filter(pl.col("option_type") == "P").select(
+        *keys, pl.col("_usd").alias("_p"), pl.col("_row").alias("_prow")
+    )
+    pairs = calls.join(puts, on=keys, how="inner").with_columns(
+        (
+            (pl.col("_c") - pl.col("_p") - (pl.col("underlying_price") - pl.col("strike"))).abs()
+            <= PARITY_WARNING * pl.col("underlying_price")
+        ).alias("_ok")
+    )
+    bad_rows = pl.concat(
+        [pairs.filter(~pl.col("_ok"))["_row"], pairs.filter(~pl.col("_ok"))["_prow"]]
+    )
+    return ~pl.Series(range(data.marks.height)).is_in(bad_rows.implode())
 
 
 def rules() -> list[Rule]:
@@ -256,6 +292,15 @@ def rules() -> list[Rule]:
             "flag",
             "mark_iv",
             f"more than {IV_DISTANCE_WARNING} from its expiry's median IV",
+            "warning",
+        ),
+        Rule(
+            "marks",
+            "put_call_parity",
+            "flag",
+            "mark_price",
+            f"call and put of one strike break parity by more than {PARITY_WARNING:.1%} of "
+            "the forward",
             "warning",
         ),
         Rule(

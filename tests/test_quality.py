@@ -104,6 +104,26 @@ def test_corruption_is_named(
     assert result.file.endswith(f"{dataset}.csv")
 
 
+def test_put_call_parity_break_is_a_warning(clean: Path, tmp_path: Path) -> None:
+    landing = _copy(clean, tmp_path)
+    marks = pl.read_csv(landing / DATE.isoformat() / "marks.csv", infer_schema=False)
+    call = next(i for i in marks["instrument_id"] if i.startswith("BTC-") and i.endswith("-C"))
+
+    def bump(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(
+            pl.when(pl.col("instrument_id") == call)
+            .then((pl.col("mark_price").cast(pl.Float64) + 0.05).cast(pl.String))
+            .otherwise(pl.col("mark_price"))
+            .alias("mark_price")
+        )
+
+    _edit(landing, "marks", bump)
+    report = validate_landing(read_landing(landing, DATE))
+    warned = {(r.dataset, r.check): r for r in report.warnings}
+    assert ("marks", "put_call_parity") in warned and not report.errors
+    assert call in warned[("marks", "put_call_parity")].detail
+
+
 def test_expired_instrument_in_positions(clean: Path, tmp_path: Path) -> None:
     landing = _copy(clean, tmp_path)
     positions = pl.read_csv(landing / DATE.isoformat() / "positions.csv", infer_schema=False)
