@@ -5,6 +5,7 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
+from assets.backtest import BacktestRun
 from assets.common import business_date, code_version
 from assets.landing import ValidatedLanding
 from assets.partitions import business_dates
@@ -20,6 +21,10 @@ TABLE_DESCRIPTIONS = {
     "contribution to the account's portfolio initial margin (USD).",
     "greeks_account": "Sums of position Greeks per account and underlying.",
     "data_quality": "The outcome of every expectation evaluated on the landing data.",
+    "backtest_result": "Each account's book of D - h revalued at D's marks against the margin "
+    "of D - h, per model: P&L, margin, exceedance.",
+    "backtest_summary": "Coverage, Kupiec and Christoffersen p-values, traffic light and "
+    "procyclicality per model over the trailing window.",
     "pipeline_run": "How each published date was made: inputs' hashes, ruleset hash, code version.",
 }
 
@@ -29,6 +34,8 @@ TABLE_INPUTS = {
     "position_risk": ["position_greeks", "margin_results"],
     "greeks_account": ["position_greeks"],
     "data_quality": ["landing_snapshot"],
+    "backtest_result": ["backtest_results"],
+    "backtest_summary": ["backtest_results"],
     "pipeline_run": ["landing_snapshot", "margin_results"],
 }
 
@@ -53,6 +60,7 @@ WAREHOUSE_SPECS = [
         "landing_snapshot": dg.AssetIn(),
         "position_greeks": dg.AssetIn(),
         "margin_results": dg.AssetIn(),
+        "backtest_results": dg.AssetIn(),
     },
     partitions_def=business_dates,
     required_resource_keys={"warehouse"},
@@ -63,6 +71,7 @@ def warehouse_tables(
     landing_snapshot: ValidatedLanding,
     position_greeks: pl.DataFrame,
     margin_results: MarginRun,
+    backtest_results: BacktestRun,
 ):  # type: ignore[no-untyped-def]
     """Replace every table's rows of the business date in one transaction: all or nothing."""
     date = business_date(context)
@@ -81,6 +90,16 @@ def warehouse_tables(
         for name, frame in frames.items()
     }
     rows["data_quality"] = landing_snapshot.report.to_frame(run_id)
+    for name, frame in (
+        ("backtest_result", backtest_results.result),
+        ("backtest_summary", backtest_results.summary),
+    ):
+        columns = list(outputs.BY_NAME[name].columns)
+        rows[name] = (
+            eod.stamp(frame, date, run_id, columns)
+            if frame.height
+            else outputs.BY_NAME[name].empty()
+        )
     run_row = pl.DataFrame(
         {
             "run_id": [run_id],

@@ -11,7 +11,7 @@ END_OF_DAY_JOB = "end_of_day"
 
 end_of_day = dg.define_asset_job(
     END_OF_DAY_JOB,
-    selection=dg.AssetSelection.groups("ingest", "risk", "warehouse"),
+    selection=dg.AssetSelection.groups("ingest", "risk", "backtest", "warehouse"),
     description="Ingest, validate, compute and publish one business date.",
 )
 

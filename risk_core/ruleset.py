@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 RULESET_DIR = Path(__file__).parent / "rulesets"
 DEFAULT_RULESET = "cross-margin"
+BACKTEST_DEFAULTS: dict[str, Any] = {"horizon_days": 1, "confidence": 0.99, "window_days": 250}
 
 
 class RulesetError(ValueError):
@@ -31,6 +32,8 @@ class Ruleset:
     models: dict[str, dict[str, Any]]
     sha256: str
     path: Path
+    #: daily backtest settings: horizon_days, confidence, window_days
+    backtest: dict[str, Any] = field(default_factory=lambda: dict(BACKTEST_DEFAULTS))
 
     @property
     def label(self) -> str:
@@ -65,6 +68,7 @@ def load_ruleset(name_or_path: str | Path = DEFAULT_RULESET) -> Ruleset:
             models=models,
             sha256=hashlib.sha256(raw).hexdigest(),
             path=path,
+            backtest={**BACKTEST_DEFAULTS, **dict(data.get("backtest", {}))},
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise RulesetError(f"{path}: missing or malformed {exc}") from None

@@ -181,3 +181,51 @@ def test_bad_input_publishes_nothing(landing: Path, tmp_path: Path) -> None:
     after = _tables(url)
     for name, frame in before.items():
         assert frame.equals(after[name]), name
+
+
+@pytest.mark.slow
+def test_backfill_publishes_daily_backtests(tmp_path: Path) -> None:
+    from scipy.stats import binom, chi2
+
+    from pipelines.cli import main
+    from risk_core.landing.generator import generate_landing
+
+    landing = tmp_path / "landing"
+    dates = [BUSINESS_DATE - dt.timedelta(days=k) for k in (2, 1, 0)]
+    for date in dates:
+        generate_landing(landing, date, accounts=15, positions=120, seed=5)
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    code = main(
+        [
+            "backfill",
+            "--start",
+            dates[0].isoformat(),
+            "--end",
+            dates[-1].isoformat(),
+            "--landing",
+            str(landing),
+            "--warehouse",
+            url,
+            "--artefacts",
+            str(tmp_path / "art"),
+        ]
+    )
+    assert code == 0
+    from pipelines.warehouse import Warehouse
+
+    wh = Warehouse(url)
+    results = wh.read_table("backtest_result")
+    assert sorted(set(results["business_date"])) == dates[1:]
+    summary = wh.read_table("backtest_summary", dates[-1])
+    assert set(summary["model"]) == {"portfolio", "standard", "hs_es"}
+    for row in summary.iter_rows(named=True):
+        mine = results.filter(pl.col("model") == row["model"])
+        n, x = mine.height, int(mine["exceedance"].sum())
+        assert (row["observations"], row["exceedances"]) == (n, x)
+        p = 1 - row["confidence"]
+        ll0 = binom.logpmf(x, n, p)
+        ll1 = binom.logpmf(x, n, x / n) if 0 < x < n else 0.0
+        assert row["kupiec_pvalue"] == pytest.approx(chi2.sf(2 * (ll1 - ll0), 1), abs=1e-9)
+        cdf = binom.cdf(x, n, p)
+        light = "green" if cdf < 0.95 else "yellow" if cdf < 0.9999 else "red"
+        assert row["traffic_light"] == light

@@ -1,0 +1,79 @@
+"""The daily backtest: the book of D - h revalued at D's marks against its margin."""
+
+import datetime as dt
+from dataclasses import dataclass
+
+import dagster as dg
+import polars as pl
+
+from assets.common import OWNERS, business_date
+from assets.landing import ValidatedLanding
+from assets.partitions import business_dates
+from assets.risk import MarginRun
+from risk_core import eod
+from risk_core.backtest.daily import daily_backtest
+from risk_core.backtest.summary import summarize
+from risk_core.landing.reader import LandingError, read_landing
+from risk_core.margin.base import MarginInputs
+
+
+@dataclass(frozen=True)
+class BacktestRun:
+    result: pl.DataFrame  #: backtest_result rows of D, without business_date and run_id
+    summary: pl.DataFrame  #: backtest_summary rows as of D, without business_date and run_id
+    note: str
+
+
+@dg.asset(
+    partitions_def=business_dates,
+    group_name="backtest",
+    kinds={"numpy", "scipy"},
+    owners=OWNERS,
+    required_resource_keys={"landing", "warehouse"},
+)
+def backtest_results(
+    context: dg.AssetExecutionContext,
+    landing_snapshot: ValidatedLanding,
+    instrument_marks: MarginInputs,
+    margin_results: MarginRun,
+) -> dg.Output[BacktestRun]:
+    """Each account's book of D - h (its landing data) held fixed and revalued at D's
+    marks, against the initial margin published for D - h; and the summary (coverage,
+    Kupiec, Christoffersen, traffic light, procyclicality) over the trailing window."""
+    date = business_date(context)
+    settings = margin_results.ruleset.backtest
+    horizon = int(settings["horizon_days"])
+    before_date = date - dt.timedelta(days=horizon)
+    warehouse = context.resources.warehouse.get()
+    margin_before = warehouse.read_table("margin_account", before_date)
+    try:
+        before = read_landing(context.resources.landing.path(), before_date)
+    except LandingError as err:
+        before, note = None, f"no landing data for {before_date}: {err.rule}"
+    if before is None or margin_before.is_empty():
+        note = note if before is None else f"nothing published for {before_date}"
+        result = pl.DataFrame()
+    else:
+        result = daily_backtest(
+            before.positions,
+            margin_before,
+            eod.instrument_table(before),
+            instrument_marks.table,
+            horizon,
+        )
+        note = f"book of {before_date} against {date}"
+    history = warehouse.read_table("backtest_result").filter(pl.col("business_date") < date)
+    today = result.with_columns(pl.lit(date).alias("business_date")) if result.height else None
+    frames = [history.drop("run_id")] + ([today] if today is not None else [])
+    combined = pl.concat(frames, how="diagonal_relaxed") if frames else history
+    summary = summarize(combined, date, float(settings["confidence"]), int(settings["window_days"]))
+    lights = dict(summary.select("model", "traffic_light").iter_rows()) if summary.height else {}
+    return dg.Output(
+        BacktestRun(result, summary, note),
+        metadata={
+            "note": note,
+            "rows": result.height,
+            "exceedances": int(result["exceedance"].sum()) if result.height else 0,
+            **{f"traffic_light_{m}": t for m, t in lights.items()},
+        },
+    )

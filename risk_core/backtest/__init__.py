@@ -1,0 +1,1 @@
+"""Backtesting of margin models: statistics, the daily backtest, historical runs."""
