@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--warehouse")
 
     sub.add_parser("rulesets", help="list the shipped rulesets")
+    from pipelines import backtest_commands
+
+    backtest_commands.add_commands(sub, _date)
     return parser
 
 
@@ -136,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         days = (args.end - args.start).days + 1
         return _run_dates(args, [args.start + dt.timedelta(days=i) for i in range(days)])
+    if args.command == "backtest":
+        from pipelines import backtest_commands
+
+        return backtest_commands.run(args)
     if args.command == "summary":
         return _summary(args)
     if args.command == "rulesets":

@@ -25,6 +25,10 @@ from risk_core.frames import group_sum
 from risk_core.market import KIND_OPTION, KIND_SPOT, InstrumentTable
 from risk_core.pricing.black76 import price as black76_price
 
+#: A loss must exceed the margin by more than this (USD) to count: float noise on a
+#: perfectly hedged book is not an exceedance.
+EXCEEDANCE_TOLERANCE_USD = 1e-6
+
 
 def _mark_value(table: InstrumentTable) -> np.ndarray:
     """USD value per contract from the marks (options, spot); 0 for futures."""
@@ -109,7 +113,11 @@ def daily_backtest(
             pl.col("pnl_usd").fill_null(0.0),
             pl.lit(horizon_days, dtype=pl.Int64).alias("horizon_days"),
         )
-        .with_columns((-pl.col("pnl_usd") > pl.col("margin_usd")).alias("exceedance"))
+        .with_columns(
+            (-pl.col("pnl_usd") > pl.col("margin_usd") + EXCEEDANCE_TOLERANCE_USD).alias(
+                "exceedance"
+            )
+        )
         .sort("account_id", "model")
     )
     columns = [c for c in outputs.BACKTEST_RESULT.columns if c not in ("business_date", "run_id")]

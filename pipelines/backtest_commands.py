@@ -1,0 +1,106 @@
+"""``margin-eod backtest``: every model of a ruleset over real daily prices."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_commands(sub: Any, date_type: Any) -> None:
+    parser = sub.add_parser("backtest", help="historical backtest of a ruleset's models")
+    parser.add_argument("--start", type=date_type, required=True)
+    parser.add_argument("--end", type=date_type, required=True)
+    parser.add_argument("--ruleset", default=None, help="ruleset name or file")
+    parser.add_argument("--horizon", type=int, default=1, help="holding period, days")
+    parser.add_argument(
+        "--history",
+        type=Path,
+        action="append",
+        required=True,
+        help="real daily price file(s), e.g. ../shared/data/prices/BTC-USD.csv",
+    )
+    parser.add_argument("--dvol", type=Path, help="Deribit DVOL daily file (BTC)")
+    parser.add_argument("--confidence", type=float, default=0.99)
+    parser.add_argument(
+        "--out", type=Path, default=Path("backtest"), help="folder for results, summary and charts"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import polars as pl
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from risk_core.backtest import charts, historical
+    from risk_core.backtest.stats import rolling_worst_window
+    from risk_core.backtest.summary import summarize
+    from risk_core.ruleset import DEFAULT_RULESET, load_ruleset
+
+    ruleset = load_ruleset(args.ruleset or DEFAULT_RULESET)
+    history = historical.load_history(args.history)
+    dvol = historical.read_dvol(args.dvol) if args.dvol else None
+    days = (args.end - args.start).days + 1
+    console = Console(stderr=True)
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"backtest {ruleset.label}", total=days)
+        results = historical.run_backtest(
+            history,
+            ruleset,
+            args.start,
+            args.end,
+            args.horizon,
+            dvol,
+            progress=lambda _d: progress.advance(task),
+        )
+    if results.is_empty():
+        console.print("no date in the range has prices for every underlying")
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    results.write_parquet(args.out / "backtest_result.parquet")
+    summary = summarize(results, args.end, args.confidence, window_days=10**6)
+    worst = {}
+    for model in summary["model"]:
+        per_book = [
+            rolling_worst_window(g.sort("business_date")["exceedance"].to_numpy(), 250)
+            for _, g in results.filter(pl.col("model") == model).group_by("account_id")
+        ]
+        worst[model] = max(per_book)
+    summary = summary.with_columns(
+        pl.col("model").replace_strict(worst, return_dtype=pl.Int64).alias("worst_250d_per_book")
+    )
+    summary.write_csv(args.out / "backtest_summary.csv")
+    table = Table(title=f"{ruleset.label}: {args.start} .. {args.end}, horizon {args.horizon} d")
+    for column in (
+        "model",
+        "obs",
+        "exceed.",
+        "coverage",
+        "Kupiec p",
+        "Christ. p",
+        "light",
+        "worst 250d/book",
+        "peak/trough",
+    ):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for r in summary.iter_rows(named=True):
+        table.add_row(
+            r["model"],
+            f"{r['observations']:,}",
+            f"{r['exceedances']:,}",
+            f"{1 - r['exceedances'] / r['observations']:.2%}",
+            f"{r['kupiec_pvalue']:.3f}",
+            f"{r['christoffersen_pvalue']:.3f}",
+            r["traffic_light"],
+            str(r["worst_250d_per_book"]),
+            f"{r['peak_to_trough']:.1f}",
+        )
+    Console().print(table)
+    charts.coverage_comparison(summary, args.out / "coverage.png")
+    for model in summary["model"]:
+        charts.margin_vs_loss(
+            results, model, "BTC:short_straddle", args.out / f"margin_vs_loss_{model}.png"
+        )
+    Console().print(f"results, summary and charts in {args.out}/")
+    return 0
