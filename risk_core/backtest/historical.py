@@ -108,7 +108,7 @@ def _strike(spot: float, vol: float, days: int, delta: float, call: bool) -> flo
     d1 = float(ndtri(delta if call else 1.0 - delta))
     k = spot * math.exp(-d1 * s + 0.5 * s * s)
     step = 10 ** math.floor(math.log10(spot) - 3)
-    return round(k / step) * step
+    return float(round(k / step) * step)
 
 
 def book(market: Market) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -175,7 +175,7 @@ def marks(instruments: pl.DataFrame, market: Market) -> tuple[pl.DataFrame, pl.D
     """(marks, instruments still alive) valued on ``market``: Black-76 on spot, flat vol."""
     now = dt.datetime.combine(market.date, dt.time(0), tzinfo=dt.UTC)
     alive = instruments.filter(pl.col("expiry").is_null() | (pl.col("expiry") > now))
-    rows = []
+    rows: list[tuple[str, float, float | None, float]] = []
     for iid, kind, u, expiry, strike, typ in alive.select(
         "instrument_id", "kind", "underlying", "expiry", "strike", "option_type"
     ).iter_rows():
@@ -218,7 +218,16 @@ def run_backtest(
     return pl.concat(frames) if frames else pl.DataFrame()
 
 
-def _one_date(history, ruleset, date, later, closes, vols, underlyings, horizon):  # type: ignore[no-untyped-def]
+def _one_date(
+    history: pl.DataFrame,
+    ruleset: Ruleset,
+    date: dt.date,
+    later: dt.date,
+    closes: dict[tuple[str, dt.date], float],
+    vols: dict[tuple[str, dt.date], float],
+    underlyings: list[str],
+    horizon: int,
+) -> pl.DataFrame:
     m0 = Market(
         date, {u: closes[(u, date)] for u in underlyings}, {u: vols[(u, date)] for u in underlyings}
     )
@@ -243,8 +252,8 @@ def _one_date(history, ruleset, date, later, closes, vols, underlyings, horizon)
         index0,
         positions,
         collateral,
-        history.filter(pl.col("date") <= date).cast(PRICE_HISTORY.columns),
-    )  # type: ignore[arg-type]
+        history.filter(pl.col("date") <= date).cast(PRICE_HISTORY.columns),  # type: ignore[arg-type]
+    )
     table0 = eod.instrument_table(data)
     inputs = eod.margin_inputs(data, table0)
     tables = eod.margin_tables(eod.run_models(inputs, ruleset), ruleset)
