@@ -104,3 +104,54 @@ def run(args: argparse.Namespace) -> int:
         )
     Console().print(f"results, summary and charts in {args.out}/")
     return 0
+
+
+def add_calibrate(sub: Any, date_type: Any) -> None:
+    parser = sub.add_parser("calibrate", help="smallest scan range / confidence meeting a coverage")
+    parser.add_argument("--start", type=date_type, required=True)
+    parser.add_argument("--end", type=date_type, required=True)
+    parser.add_argument("--ruleset", default=None)
+    parser.add_argument("--model", default="portfolio", help="model of the ruleset")
+    parser.add_argument(
+        "--target", type=float, action="append", help="coverage target(s), default 0.99 and 0.995"
+    )
+    parser.add_argument("--horizon", type=int, default=1)
+    parser.add_argument("--history", type=Path, action="append", required=True)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("proposed"),
+        help="folder for the proposed ruleset files (never overwritten)",
+    )
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from risk_core.backtest import historical
+    from risk_core.backtest.calibrate import calibrate, write_proposed
+    from risk_core.ruleset import DEFAULT_RULESET, load_ruleset
+
+    ruleset = load_ruleset(args.ruleset or DEFAULT_RULESET)
+    history = historical.load_history(args.history)
+    console = Console()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for target in args.target or [0.99, 0.995]:
+        result, proposed = calibrate(
+            history, ruleset, args.model, args.start, args.end, target, args.horizon
+        )
+        path = args.out / f"{ruleset.name}-{args.model}-{target:.4f}.toml"
+        try:
+            write_proposed(ruleset, args.model, proposed, path, result)
+        except FileExistsError as err:
+            console.print(f"[red]{err}[/red]")
+            return 1
+        if not result.met:
+            console.print(f"[red]target {target:.2%} not met even at {result.value:.4g}[/red]")
+        costs = ", ".join(f"{k} {v:,.2f} USD" for k, v in result.tool_costs.items())
+        console.print(
+            f"{args.model} target {target:.2%}: {result.parameter} = {result.value:.4g} "
+            f"(coverage {result.coverage:.3%}, average margin {result.average_margin_usd:,.2f} "
+            f"USD); anti-procyclicality cost: {costs}; proposed ruleset {path}"
+        )
+    return 0

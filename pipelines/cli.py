@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines import backtest_commands
 
     backtest_commands.add_commands(sub, _date)
+    backtest_commands.add_calibrate(sub, _date)
     return parser
 
 
@@ -143,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipelines import backtest_commands
 
         return backtest_commands.run(args)
+    if args.command == "calibrate":
+        from pipelines import backtest_commands
+
+        return backtest_commands.run_calibrate(args)
     if args.command == "summary":
         return _summary(args)
     if args.command == "rulesets":

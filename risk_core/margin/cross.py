@@ -48,6 +48,8 @@ from risk_core.margin.pools import pool_equity
 from risk_core.scenarios import ScenarioSet, revalue_usd
 
 FloatArray = NDArray[np.float64]
+#: A grid never moves an underlying below -95 % (a -100 % move has no forward).
+MIN_MOVE = -0.95
 VOL_LABELS = {-1: "vol_down", 0: "vol_flat", 1: "vol_up"}
 
 
@@ -81,7 +83,7 @@ def grid(
         mine = t.underlying_code == u
         for move, vol_state, weight in points:
             column = np.zeros(n_u)
-            column[u] = move
+            column[u] = max(move, MIN_MOVE)
             columns.append(column)
             sigma = t.sigma.copy()
             sigma[mine] = t.sigma[mine] * (1.0 + vol_state * vol_range)

@@ -50,3 +50,26 @@ def test_no_look_ahead(history: pl.DataFrame) -> None:
     )
     again = historical.run_backtest(shocked, rules, day, day)
     assert base.equals(again)
+
+
+def test_calibration_meets_target_and_never_overwrites(
+    history: pl.DataFrame, tmp_path: Path
+) -> None:
+    from risk_core.backtest.calibrate import calibrate, write_proposed
+    from risk_core.ruleset import load_ruleset as load
+
+    rules = load("cross-margin")
+    crash = calibrate(
+        history, rules, "portfolio", dt.date(2020, 3, 5), dt.date(2020, 3, 20), 0.999, steps=1
+    )[0]
+    assert not crash.met and crash.value == 2.0  # honest when the widest range misses
+    start, end = dt.date(2020, 6, 1), dt.date(2020, 6, 30)
+    result, proposed = calibrate(history, rules, "portfolio", start, end, 0.99, steps=3)
+    assert result.met and result.coverage >= 0.99 and 0.25 <= result.value <= 2.0
+    assert proposed["price_range"] == pytest.approx(0.16 * result.value)
+    path = write_proposed(rules, "portfolio", proposed, tmp_path / "p.toml", result)
+    again = load(path)
+    assert again.models["portfolio"]["price_range"] == pytest.approx(proposed["price_range"])
+    assert again.models["portfolio"]["offsets"] == rules.models["portfolio"]["offsets"]
+    with pytest.raises(FileExistsError):
+        write_proposed(rules, "portfolio", proposed, path, result)
