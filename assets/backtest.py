@@ -17,6 +17,35 @@ from risk_core.landing.reader import LandingError, read_landing
 from risk_core.margin.base import MarginInputs
 
 
+def _charts(
+    context: dg.AssetExecutionContext, date: dt.date, results: pl.DataFrame
+) -> dict[str, dg.MetadataValue]:
+    """Per model: total margin against total realized loss over the window, as PNG
+    files in the run's artefacts and inline images in the asset's metadata."""
+    import base64
+
+    from risk_core.backtest import charts
+
+    if results.is_empty():
+        return {}
+    folder = context.resources.artefacts.folder("backtest", date, context.run.run_id)
+    totals = (
+        results.group_by("business_date", "model")
+        .agg(pl.col("margin_usd").sum(), pl.col("pnl_usd").sum())
+        .with_columns(
+            pl.lit("all accounts").alias("account_id"),
+            (-pl.col("pnl_usd") > pl.col("margin_usd")).alias("exceedance"),
+        )
+    )
+    out: dict[str, dg.MetadataValue] = {}
+    for model in sorted(set(totals["model"])):
+        path = charts.margin_vs_loss(totals, model, "all accounts", folder / f"{model}.png")
+        encoded = base64.b64encode(path.read_bytes()).decode()
+        out[f"chart_{model}"] = dg.MetadataValue.md(f"![{model}](data:image/png;base64,{encoded})")
+        out[f"chart_{model}_file"] = dg.MetadataValue.path(str(path))
+    return out
+
+
 @dataclass(frozen=True)
 class BacktestRun:
     result: pl.DataFrame  #: backtest_result rows of D, without business_date and run_id
@@ -29,7 +58,7 @@ class BacktestRun:
     group_name="backtest",
     kinds={"numpy", "scipy"},
     owners=OWNERS,
-    required_resource_keys={"landing", "warehouse"},
+    required_resource_keys={"landing", "warehouse", "artefacts"},
 )
 def backtest_results(
     context: dg.AssetExecutionContext,
@@ -67,6 +96,7 @@ def backtest_results(
     frames = [history.drop("run_id")] + ([today] if today is not None else [])
     combined = pl.concat(frames, how="diagonal_relaxed") if frames else history
     summary = summarize(combined, date, float(settings["confidence"]), int(settings["window_days"]))
+    charts = _charts(context, date, combined)
     lights = dict(summary.select("model", "traffic_light").iter_rows()) if summary.height else {}
     return dg.Output(
         BacktestRun(result, summary, note),
@@ -75,5 +105,6 @@ def backtest_results(
             "rows": result.height,
             "exceedances": int(result["exceedance"].sum()) if result.height else 0,
             **{f"traffic_light_{m}": t for m, t in lights.items()},
+            **charts,
         },
     )

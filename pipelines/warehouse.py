@@ -92,6 +92,32 @@ class Warehouse:
                 written[table.name] = frames[table.name].height
         return written
 
+    def replace_models(self, frames: Mapping[str, pl.DataFrame]) -> dict[str, int]:
+        """Replace, in one transaction, the rows of the models present in each frame
+        (backtest tables), over the frame's dates only: a historical backtest publishes
+        its own model names without touching the end of day's rows."""
+        written: dict[str, int] = {}
+        conformed = {}
+        for name, frame in frames.items():
+            if name not in ("backtest_result", "backtest_summary"):
+                raise WarehouseError(f"{name}: only backtest tables are replaced by model")
+            conformed[name] = self._conform(name, frame, None)
+        with self.engine.begin() as conn:
+            for name, frame in conformed.items():
+                table = outputs.BY_NAME[name]
+                for model in sorted(set(frame["model"].to_list())):
+                    dates = frame.filter(pl.col("model") == model)["business_date"]
+                    conn.execute(
+                        sa.text(
+                            f"delete from {table.name} where model = :model "
+                            "and business_date between :first and :last"
+                        ),
+                        {"model": model, "first": dates.min(), "last": dates.max()},
+                    )
+                self._insert(conn, table, frame)
+                written[name] = frame.height
+        return written
+
     def append_pipeline_run(self, row: pl.DataFrame) -> None:
         """Record a run (a failed one, typically) in its own transaction."""
         frame = self._conform(outputs.PIPELINE_RUN.name, row, None)

@@ -213,6 +213,8 @@ def test_backfill_publishes_daily_backtests(tmp_path: Path) -> None:
     assert code == 0
     from pipelines.warehouse import Warehouse
 
+    charts = sorted(p.name for p in (tmp_path / "art" / "backtest").rglob("*.png"))
+    assert charts and "portfolio.png" in charts
     wh = Warehouse(url)
     results = wh.read_table("backtest_result")
     assert sorted(set(results["business_date"])) == dates[1:]

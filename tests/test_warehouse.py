@@ -153,3 +153,30 @@ def test_date_lock_excludes_a_second_writer(warehouse: Warehouse) -> None:
     thread.join()
     with warehouse.date_lock(D1, timeout_s=2):
         pass
+
+
+def test_replace_models_touches_only_its_models(warehouse: Warehouse) -> None:
+    def rows(model: str, run: str, pnl: float) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "business_date": [D1, D2],
+                "run_id": [run, run],
+                "account_id": ["a", "a"],
+                "model": [model, model],
+                "horizon_days": [1, 1],
+                "margin_usd": [1.0, 1.0],
+                "pnl_usd": [pnl, pnl],
+                "exceedance": [False, False],
+            },
+            schema=outputs.BACKTEST_RESULT.schema,
+        )
+
+    warehouse.replace_business_date(D1, {"backtest_result": rows("portfolio", "eod", 0.5).head(1)})
+    warehouse.replace_models({"backtest_result": rows("backtest:x:portfolio", "h1", 0.1)})
+    warehouse.replace_models({"backtest_result": rows("backtest:x:portfolio", "h2", 0.2)})
+    table = warehouse.read_table("backtest_result")
+    assert table.filter(pl.col("model") == "portfolio")["run_id"].to_list() == ["eod"]
+    hist = table.filter(pl.col("model") == "backtest:x:portfolio")
+    assert hist["run_id"].to_list() == ["h2", "h2"] and hist["pnl_usd"].to_list() == [0.2, 0.2]
+    with pytest.raises(WarehouseError, match="only backtest tables"):
+        warehouse.replace_models({"margin_account": outputs.MARGIN_ACCOUNT.empty()})
