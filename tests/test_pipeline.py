@@ -231,3 +231,21 @@ def test_backfill_publishes_daily_backtests(tmp_path: Path) -> None:
         cdf = binom.cdf(x, n, p)
         light = "green" if cdf < 0.95 else "yellow" if cdf < 0.9999 else "red"
         assert row["traffic_light"] == light
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_duckdb_and_postgres_publish_identical_tables(
+    landing: Path, tmp_path: Path, postgres_url: str
+) -> None:
+    duck = f"duckdb:///{tmp_path / 'same.duckdb'}"
+    assert _run(landing, duck, tmp_path).success
+    assert _run(landing, postgres_url, tmp_path).success
+    a, b = _tables(duck), _tables(postgres_url)
+    for table in outputs.DATE_TABLES:
+        left, right = _without_run(a[table.name]), _without_run(b[table.name])
+        assert left.equals(right), table.name
+    how = ["inputs_sha256", "ruleset_sha256", "code_version"]
+    assert set(a["pipeline_run"].select(how).iter_rows()) == set(
+        b["pipeline_run"].select(how).iter_rows()
+    )
