@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--warehouse")
 
     sub.add_parser("rulesets", help="list the shipped rulesets")
+    roles = sub.add_parser("roles", help="create the warehouse's pipeline and analyst roles")
+    roles.add_argument("--warehouse", required=True, help="PostgreSQL SQLAlchemy URL")
     from pipelines import backtest_commands
 
     backtest_commands.add_commands(sub, _date)
@@ -148,6 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipelines import backtest_commands
 
         return backtest_commands.run_calibrate(args)
+    if args.command == "roles":
+        from pipelines.warehouse import Warehouse
+
+        warehouse = Warehouse(args.warehouse)
+        warehouse.create_schema()
+        warehouse.create_roles()
+        print("roles pipeline (writes) and analyst (reads) are in place")
+        return 0
     if args.command == "summary":
         return _summary(args)
     if args.command == "rulesets":

@@ -27,6 +27,7 @@ from risk_core.outputs import OutputTable
 
 DDL_DIR = Path(__file__).resolve().parents[1] / "sql" / "ddl"
 VIEWS_DIR = Path(__file__).resolve().parents[1] / "sql" / "views"
+ROLES_SQL = Path(__file__).resolve().parents[1] / "sql" / "roles" / "postgresql.sql"
 
 
 class WarehouseError(Exception):
@@ -62,6 +63,13 @@ class Warehouse:
                 conn.exec_driver_sql((DDL_DIR / f"{table.name}.sql").read_text())
             for view in sorted(VIEWS_DIR.glob("*.sql")):
                 conn.exec_driver_sql(view.read_text())
+
+    def create_roles(self) -> None:
+        """PostgreSQL: the ``pipeline`` role writes, the ``analyst`` role only reads."""
+        if self.dialect != "postgresql":
+            raise WarehouseError(f"roles are a PostgreSQL feature, not {self.dialect}'s")
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(ROLES_SQL.read_text().replace("%", "%%"))  # no placeholders
 
     # -- writing --------------------------------------------------------------------------
     def replace_business_date(

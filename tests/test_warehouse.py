@@ -180,3 +180,37 @@ def test_replace_models_touches_only_its_models(warehouse: Warehouse) -> None:
     assert hist["run_id"].to_list() == ["h2", "h2"] and hist["pnl_usd"].to_list() == [0.2, 0.2]
     with pytest.raises(WarehouseError, match="only backtest tables"):
         warehouse.replace_models({"margin_account": outputs.MARGIN_ACCOUNT.empty()})
+
+
+@pytest.mark.postgres
+def test_analyst_role_reads_and_cannot_write(postgres_url: str) -> None:
+    import sqlalchemy as sa
+
+    from pipelines.cli import main
+
+    assert main(["roles", "--warehouse", postgres_url]) == 0
+    assert main(["roles", "--warehouse", postgres_url]) == 0  # idempotent
+    owner = Warehouse(postgres_url)
+    owner.replace_business_date(D1, {"greeks_account": _greeks(D1, ["a"], 0.5)})
+    analyst_url = sa.engine.make_url(postgres_url).set(username="analyst")
+    engine = sa.create_engine(analyst_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from greeks_account")).scalar() >= 1
+        conn.execute(sa.text("select * from v_capital_efficiency")).fetchall()
+    for statement in (
+        "insert into greeks_account (business_date, account_id, underlying) "
+        "values ('2026-01-05', 'x', 'BTC')",
+        "update greeks_account set delta = 0",
+        "delete from greeks_account",
+        "drop table greeks_account",
+        "drop view v_margin_calls",
+        "create table sneaky (x int)",
+        "truncate greeks_account",
+    ):
+        with (
+            engine.connect() as conn,
+            pytest.raises(sa.exc.ProgrammingError, match=r"denied|owner"),
+        ):
+            conn.execute(sa.text(statement))
+    engine.dispose()
+    assert owner.read_table("greeks_account", D1).height == 1
