@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--warehouse")
 
     sub.add_parser("rulesets", help="list the shipped rulesets")
+    migrate = sub.add_parser("migrate", help="upgrade the warehouse schema in place (Alembic)")
+    migrate.add_argument("--warehouse", help="SQLAlchemy URL (default: $MARGIN_WAREHOUSE_URL)")
+    migrate.add_argument("--revision", default="head")
     roles = sub.add_parser("roles", help="create the warehouse's pipeline and analyst roles")
     roles.add_argument("--warehouse", required=True, help="PostgreSQL SQLAlchemy URL")
     from pipelines import backtest_commands
@@ -150,6 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipelines import backtest_commands
 
         return backtest_commands.run_calibrate(args)
+    if args.command == "migrate":
+        from pipelines.resources import warehouse_url_setting
+        from pipelines.warehouse import Warehouse
+
+        url = warehouse_url_setting(args.warehouse)
+        warehouse = Warehouse(url if isinstance(url, str) else url.get_value() or "")
+        warehouse.migrate(args.revision)
+        print(f"warehouse schema at revision {warehouse.schema_revision()}")
+        return 0
     if args.command == "roles":
         from pipelines.warehouse import Warehouse
 

@@ -27,6 +27,7 @@ from risk_core.outputs import OutputTable
 
 DDL_DIR = Path(__file__).resolve().parents[1] / "sql" / "ddl"
 VIEWS_DIR = Path(__file__).resolve().parents[1] / "sql" / "views"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 ROLES_SQL = Path(__file__).resolve().parents[1] / "sql" / "roles" / "postgresql.sql"
 
 
@@ -57,12 +58,26 @@ class Warehouse:
 
     # -- schema ---------------------------------------------------------------------------
     def create_schema(self) -> None:
-        """Create every table that does not exist yet and (re)create the analyst views."""
+        """Bring the warehouse to the newest schema (Alembic ``upgrade head``): tables
+        that do not exist yet, then every later migration, views included."""
+        self.migrate("head")
+
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade in place to ``revision`` in one transaction (DuckDB and PostgreSQL)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
         with self.engine.begin() as conn:
-            for table in outputs.ALL_TABLES:
-                conn.exec_driver_sql((DDL_DIR / f"{table.name}.sql").read_text())
-            for view in sorted(VIEWS_DIR.glob("*.sql")):
-                conn.exec_driver_sql(view.read_text())
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+
+    def schema_revision(self) -> str | None:
+        if not sa.inspect(self.engine).has_table("alembic_version"):
+            return None
+        with self.engine.connect() as conn:
+            return conn.execute(sa.text("select version_num from alembic_version")).scalar()
 
     def create_roles(self) -> None:
         """PostgreSQL: the ``pipeline`` role writes, the ``analyst`` role only reads."""

@@ -24,8 +24,8 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
         url = request.getfixturevalue("postgres_url")
     wh = Warehouse(url)
     with wh.engine.begin() as conn:
-        for table in outputs.ALL_TABLES:
-            conn.exec_driver_sql(f"drop table if exists {table.name} cascade")
+        for table in [*(t.name for t in outputs.ALL_TABLES), "alembic_version"]:
+            conn.exec_driver_sql(f"drop table if exists {table} cascade")
     wh.create_schema()
     wh.create_schema()  # idempotent
     return wh
