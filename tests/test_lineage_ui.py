@@ -149,7 +149,9 @@ def test_chromium_opens_the_asset_graph(webserver: str, tmp_path: Path) -> None:
         text=True,
         timeout=120,
     ).stdout
-    assert "Dagster" in dom or "dagster" in dom
+    assert "Global asset lineage" in dom
+    for group in ("landing", "ingest", "risk", "backtest", "warehouse"):
+        assert f">{group}<" in dom, group
     subprocess.run(
         [
             chromium,
