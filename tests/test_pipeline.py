@@ -249,3 +249,32 @@ def test_duckdb_and_postgres_publish_identical_tables(
     assert set(a["pipeline_run"].select(how).iter_rows()) == set(
         b["pipeline_run"].select(how).iter_rows()
     )
+
+
+@pytest.mark.slow
+def test_materializations_carry_audit_metadata(landing: Path, tmp_path: Path) -> None:
+    from pipelines.definitions import END_OF_DAY_JOB, build_definitions
+
+    defs = build_definitions(
+        str(landing),
+        f"duckdb:///{tmp_path / 'meta.duckdb'}",
+        None,
+        str(tmp_path / "a"),
+        in_memory=True,
+    )
+    result = defs.resolve_job_def(END_OF_DAY_JOB).execute_in_process(
+        partition_key=BUSINESS_DATE.isoformat()
+    )
+    assert result.success
+    meta = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in result.get_asset_materialization_events()
+        for m in [m.event_specific_data.materialization]  # type: ignore[union-attr]
+    }
+    assert {"sha256_positions", "inputs_sha256", "rows_positions", "data_docs"} <= set(
+        meta["landing_snapshot"]
+    )
+    assert any(k.startswith("net_delta_") for k in meta["position_greeks"])
+    assert {"ruleset_sha256", "total_im_usd_portfolio"} <= set(meta["margin_results"])
+    for table in ISSUE_2_TABLES:
+        assert {"rows", "ruleset_sha256", "code_version"} <= set(meta[table]), table
