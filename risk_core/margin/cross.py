@@ -38,13 +38,10 @@ import polars as pl
 from numpy.typing import NDArray
 
 from risk_core.margin.base import (
-    ACCOUNT_SCHEMA,
-    COMPONENT_SCHEMA,
-    CONTRIBUTION_SCHEMA,
     MarginInputs,
     MarginResult,
 )
-from risk_core.margin.pools import pool_equity
+from risk_core.margin.pools import usd_pool_result
 from risk_core.scenarios import ScenarioSet, revalue_usd
 
 FloatArray = NDArray[np.float64]
@@ -193,45 +190,12 @@ def compute(inputs: MarginInputs, params: Mapping[str, Any]) -> MarginResult:
         share_som = np.where(som[acc] > 0, som_pos / som[acc], 0.0)
     contrib = contrib * (1.0 - share_credit) + topup[acc] * share_som + liq_pos
 
-    equity = pool_equity(inputs, "usd", haircuts)
-    eq = dict(zip(equity["account_id"], equity["equity"], strict=True))
-    accounts_frame = pl.DataFrame(
-        {
-            "account_id": list(accounts),
-            "pool_currency": "USD",
-            "equity": [float(eq.get(a, 0.0)) for a in accounts],
-            "initial_margin": im,
-            "maintenance_margin": mm,
-            "pool_usd": 1.0,
-        },
-        schema=ACCOUNT_SCHEMA,
-    )
     worst = raw_scan.sum(axis=1)
-    components = pl.DataFrame(
-        {
-            "account_id": np.repeat(np.array(accounts, dtype=object), 5).tolist(),
-            "pool_currency": "USD",
-            "component": [
-                "worst_scenario_loss",
-                "collateral_wrong_way",
-                "inter_underlying_credit",
-                "short_option_minimum",
-                "liquidity_addon",
-            ]
-            * n_acc,
-            "amount": np.stack(
-                [worst, scan.sum(axis=1) - worst, -credit, topup, liquidity], axis=1
-            ).ravel(),
-        },
-        schema=COMPONENT_SCHEMA,
-    )
-    contributions = pl.DataFrame(
-        {
-            "account_id": frame["account_id"],
-            "instrument_id": frame["instrument_id"],
-            "pool_currency": "USD",
-            "amount": contrib,
-        },
-        schema=CONTRIBUTION_SCHEMA,
-    )
-    return MarginResult(accounts_frame, components, contributions)
+    components = {
+        "worst_scenario_loss": worst,
+        "collateral_wrong_way": scan.sum(axis=1) - worst,
+        "inter_underlying_credit": -credit,
+        "short_option_minimum": topup,
+        "liquidity_addon": liquidity,
+    }
+    return usd_pool_result(inputs, haircuts, im, mm, components, contrib)

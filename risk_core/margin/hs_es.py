@@ -35,13 +35,10 @@ import polars as pl
 from numpy.typing import NDArray
 
 from risk_core.margin.base import (
-    ACCOUNT_SCHEMA,
-    COMPONENT_SCHEMA,
-    CONTRIBUTION_SCHEMA,
     MarginInputs,
     MarginResult,
 )
-from risk_core.margin.pools import pool_equity
+from risk_core.margin.pools import usd_pool_result
 from risk_core.scenarios import ScenarioSet, revalue_usd
 
 FloatArray = NDArray[np.float64]
@@ -174,37 +171,5 @@ def compute(inputs: MarginInputs, params: Mapping[str, Any]) -> MarginResult:
     )
 
     haircuts = {k: float(v) for k, v in params.get("haircuts", {}).items()}
-    equity = pool_equity(inputs, "usd", haircuts)
-    eq = dict(zip(equity["account_id"], equity["equity"], strict=True))
-    accounts = list(pm.accounts)
-    return MarginResult(
-        pl.DataFrame(
-            {
-                "account_id": accounts,
-                "pool_currency": "USD",
-                "equity": [float(eq.get(a, 0.0)) for a in accounts],
-                "initial_margin": im,
-                "maintenance_margin": mm,
-                "pool_usd": 1.0,
-            },
-            schema=ACCOUNT_SCHEMA,
-        ),
-        pl.DataFrame(
-            {
-                "account_id": np.repeat(np.array(accounts, dtype=object), 2).tolist(),
-                "pool_currency": "USD",
-                "component": ["expected_shortfall", "procyclicality_floor"] * n_acc,
-                "amount": np.stack([es_recent, topup], axis=1).ravel(),
-            },
-            schema=COMPONENT_SCHEMA,
-        ),
-        pl.DataFrame(
-            {
-                "account_id": frame["account_id"],
-                "instrument_id": frame["instrument_id"],
-                "pool_currency": "USD",
-                "amount": contrib,
-            },
-            schema=CONTRIBUTION_SCHEMA,
-        ),
-    )
+    components = {"expected_shortfall": es_recent, "procyclicality_floor": topup}
+    return usd_pool_result(inputs, haircuts, im, mm, components, contrib)

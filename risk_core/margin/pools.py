@@ -20,7 +20,13 @@ from numpy.typing import NDArray
 
 from risk_core.conventions import USD_LIKE
 from risk_core.frames import group_sum
-from risk_core.margin.base import MarginInputs
+from risk_core.margin.base import (
+    ACCOUNT_SCHEMA,
+    COMPONENT_SCHEMA,
+    CONTRIBUTION_SCHEMA,
+    MarginInputs,
+    MarginResult,
+)
 from risk_core.market import KIND_SPOT
 
 LINEAR_POOL = "USDC"
@@ -112,3 +118,51 @@ def pool_equity(
     return group_sum(
         pl.concat([collateral, positions]), ["account_id", "pool_currency"], ["equity"], ["item"]
     ).select("account_id", "pool_currency", "equity")
+
+
+def usd_pool_result(
+    inputs: MarginInputs,
+    haircuts: Mapping[str, float],
+    initial_margin: NDArray[np.float64],
+    maintenance_margin: NDArray[np.float64],
+    components: Mapping[str, NDArray[np.float64]],
+    contributions: NDArray[np.float64],
+) -> MarginResult:
+    """The MarginResult of a single-USD-pool model: one row per account (in the
+    position matrix's order), its named components and one contribution per position."""
+    accounts = list(inputs.positions.accounts)
+    equity = pool_equity(inputs, "usd", haircuts)
+    eq = dict(zip(equity["account_id"], equity["equity"], strict=True))
+    names = list(components)
+    frame = inputs.positions_frame
+    return MarginResult(
+        pl.DataFrame(
+            {
+                "account_id": accounts,
+                "pool_currency": "USD",
+                "equity": [float(eq.get(a, 0.0)) for a in accounts],
+                "initial_margin": initial_margin,
+                "maintenance_margin": maintenance_margin,
+                "pool_usd": 1.0,
+            },
+            schema=ACCOUNT_SCHEMA,
+        ),
+        pl.DataFrame(
+            {
+                "account_id": np.repeat(np.array(accounts, dtype=object), len(names)).tolist(),
+                "pool_currency": "USD",
+                "component": names * len(accounts),
+                "amount": np.stack([components[n] for n in names], axis=1).ravel(),
+            },
+            schema=COMPONENT_SCHEMA,
+        ),
+        pl.DataFrame(
+            {
+                "account_id": frame["account_id"],
+                "instrument_id": frame["instrument_id"],
+                "pool_currency": "USD",
+                "amount": contributions,
+            },
+            schema=CONTRIBUTION_SCHEMA,
+        ),
+    )
