@@ -41,18 +41,21 @@ def main() -> None:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="eod-bench-"))
     url = args.warehouse or f"duckdb:///{folder / 'bench.duckdb'}"
     start = time.perf_counter()
-    generate_landing(
-        folder,
-        DATE,
-        accounts=args.accounts,
-        positions=args.positions,
-        seed=1,
-        file_format="parquet",
-    )
-    print(
-        f"generate {args.positions:,} positions / {args.accounts:,} accounts: "
-        f"{time.perf_counter() - start:.1f} s (not part of the end of day)"
-    )
+    if args.keep and (folder / DATE.isoformat()).is_dir():
+        print(f"reusing the landing zone in {folder}")
+    else:
+        generate_landing(
+            folder,
+            DATE,
+            accounts=args.accounts,
+            positions=args.positions,
+            seed=1,
+            file_format="parquet",
+        )
+        print(
+            f"generate {args.positions:,} positions / {args.accounts:,} accounts: "
+            f"{time.perf_counter() - start:.1f} s (not part of the end of day)"
+        )
 
     from pipelines.runner import run_business_date
     from quality import validate_landing
