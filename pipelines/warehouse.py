@@ -141,12 +141,6 @@ class Warehouse:
                 written[name] = frame.height
         return written
 
-    def append_pipeline_run(self, row: pl.DataFrame) -> None:
-        """Record a run (a failed one, typically) in its own transaction."""
-        frame = self._conform(outputs.PIPELINE_RUN.name, row, None)
-        with self.engine.begin() as conn:
-            self._insert(conn, outputs.PIPELINE_RUN, frame)
-
     def _conform(
         self, name: str, frame: pl.DataFrame, business_date: dt.date | None
     ) -> pl.DataFrame:

@@ -74,12 +74,6 @@ class InstrumentTable:
     def is_option(self) -> NDArray[np.bool_]:
         return np.asarray(self.kind == KIND_OPTION, dtype=np.bool_)
 
-    @property
-    def is_delta_one_derivative(self) -> NDArray[np.bool_]:
-        return np.asarray(
-            (self.kind == KIND_FUTURE) | (self.kind == KIND_PERPETUAL), dtype=np.bool_
-        )
-
     def codes(self, instrument_ids: pl.Series) -> NDArray[np.int64]:
         """Row numbers of ``instrument_ids`` in this table (every id must exist)."""
         lookup = pl.DataFrame(

@@ -34,7 +34,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 from scipy.special import ndtri
 
@@ -275,18 +274,3 @@ def read_dvol(path: Path) -> pl.DataFrame:
 
 def load_history(files: Sequence[Path]) -> pl.DataFrame:
     return pl.concat([read_price_file(p) for p in files]).cast(PRICE_HISTORY.columns)  # type: ignore[arg-type]
-
-
-def worst_window(results: pl.DataFrame, model: str, window: int = 250) -> int:
-    """Most exceedances of ``model`` in any ``window`` consecutive dates (all books)."""
-    daily = (
-        results.filter(pl.col("model") == model)
-        .group_by("business_date")
-        .agg(pl.col("exceedance").sum())
-        .sort("business_date")
-    )
-    counts = daily["exceedance"].to_numpy()
-    if counts.size <= window:
-        return int(counts.sum())
-    c = np.concatenate([[0], np.cumsum(counts)])
-    return int(np.max(c[window:] - c[:-window]))

@@ -92,3 +92,11 @@ def test_procyclicality_metrics() -> None:
     assert stats.max_increase(m, 1) == pytest.approx(1.0)
     assert stats.max_increase(m, 5) == pytest.approx(0.5)
     assert stats.rolling_worst_window(np.array([1, 0, 1, 1, 0, 1], dtype=bool), 3) == 2
+
+
+def test_conditional_coverage_adds_both_tests() -> None:
+    seq = [i in (10, 11, 12, 100) for i in range(250)]
+    t = stats.Transitions.of(seq)
+    lr = stats.kupiec_lr(250, 4, 0.99) + stats.christoffersen_lr(t)
+    assert stats.conditional_coverage_pvalue(250, 4, 0.99, t) == pytest.approx(chi2.sf(lr, 2))
+    assert stats.conditional_coverage_pvalue(250, 4, 0.99, t) < stats.kupiec_pvalue(250, 4, 0.99)
