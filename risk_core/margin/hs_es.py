@@ -1,134 +1,267 @@
 """``hs_es``: filtered historical-simulation expected shortfall, in one USD pool.
 
-1. Joint ``horizon_days`` log returns of every underlying from ``price_history`` (dates up
-   to the business date only). Gaps of up to ``max_gap_days`` are forward-filled; an
-   underlying whose history starts later takes, before its start, the return of the
-   ``proxy`` underlying scaled by the ratio of their full-sample volatilities (a
-   documented proxy: no position is ever dropped for lack of history).
-2. EWMA volatility filtering (``ewma_decay``, 0.97 as LCH documents): each past return is
-   rescaled to today's volatility, ``r * sigma_today / sigma_then``.
-3. Scenarios: the last ``lookback_days`` filtered returns (recent set), and the unfiltered
-   returns of the stressed window (the ``stress_window_days`` of highest average EWMA
-   volatility of the proxy in the whole history up to the date; March 2020, May 2021,
-   LUNA and FTX when covered). Options are fully revalued with a volatility move: the
-   implied vol scales with the EWMA update the scenario return would cause,
-   ``sqrt(decay + (1 - decay) r^2 / sigma^2) ** vol_beta``.
-4. ES at ``confidence``: the mean of the worst ``ceil((1 - confidence) N)`` losses.
-   Anti-procyclicality by stressed-period weighting: requirement = max(ES_recent,
-   (1 - stress_weight) ES_recent + stress_weight ES_stress); the top-up is the
-   ``procyclicality_floor`` component.
-5. Euler contributions: each position's mean loss over the account's tail scenarios,
-   blended like the requirement; they add up to it.
+1. History. Joint ``horizon_days`` log returns of every underlying of the table from
+   ``price_history``, rows dated up to the business date only (filtered here again, so
+   the model cannot look ahead whatever it is given). Gaps of up to ``max_gap_days``
+   are forward-filled (the gap's move lands on the day prices resume). Dates are those
+   of the ``proxy`` underlying (the configured one, else the longest history).
+   No position is dropped for lack of history; missing returns are filled and logged:
 
-Equity: collateral after the haircuts of the parameters plus option and spot market
-values, as for cross-margin. MM = mm_factor * IM.
+   * before an underlying's history starts (or in a gap longer than ``max_gap_days``):
+     ``beta * r_proxy + e``, with ``beta`` the regression slope on the overlap and
+     ``e`` the underlying's own overlap residuals taken in turn (``e[j mod n]``,
+     deterministic). This keeps its volatility and its correlation to the proxy, so a
+     hedge against the proxy is not made perfect by the fill;
+   * an underlying with fewer than ``min_overlap_days`` returns of its own: the
+     proxy's return times ``missing_vol_multiplier`` (full co-movement, more volatile).
+2. Filtering (FHS). EWMA variance ``v[t+1] = decay v[t] + (1 - decay) r[t]^2``
+   (``ewma_decay`` 0.97 as LCH documents; seeded with the mean square of the first 30
+   returns); ``z[t] = r[t] / sqrt(v[t])``; recent scenarios are ``z[t] * sqrt(v[n])``,
+   today's volatility, over the last ``lookback_days`` (0: the whole history). At least
+   ``min_history_days`` joint returns are required.
+3. Stressed observations (anti-procyclicality). Over the last ``stress_lookback_days``
+   (10 years), the days whose proxy EWMA volatility *after* the day's return is in the
+   top ``stress_fraction``; their returns enter unfiltered. A crash day is in its own
+   stress set by construction (its return lifts the volatility), e.g. 2020-03-12.
+4. Options are fully revalued (Black-76, aged by the horizon) with a volatility move:
+   the implied vol of an option on ``u`` is multiplied by the EWMA volatility ratio the
+   scenario day caused, ``sqrt(decay + (1 - decay) z^2) ** vol_beta`` (``z`` of ``u``):
+   quiet days lower the vol slightly, crash days raise it (x2.5 for a 13-sigma day).
+5. Measure. ES at ``confidence`` (Acerbi-Tasche, with a fractional boundary
+   observation): the probability-weighted mean of the worst ``1 - confidence`` mass of
+   the loss distribution. ``ES_recent`` on the recent scenarios (equal weights);
+   ``ES_mix`` on the mixture giving the stressed observations ``stress_weight`` (25 %,
+   EMIR RTS 153/2013 art. 28(1)(b)) of the mass. IM = max(ES_recent, ES_mix, 0); the
+   component ``procyclicality_floor`` is the top-up over ``expected_shortfall``.
+   ``stress_weight = 1`` with ``stress_fraction = 1`` gives the other EMIR tool, the
+   floor of an unfiltered 10-year lookback.
+6. Euler contributions: each position's probability-weighted mean loss over the tail
+   of the binding measure (so they add up to the IM; zero when the IM is zero).
+
+ES is positively homogeneous (positions x k -> ES x k) and ES >= VaR at the same
+confidence. Equity (collateral after the parameters' haircuts plus option and spot
+values) is :func:`risk_core.margin.pools.pool_equity`, the same as ``cross_grid``.
+MM = mm_factor * IM. Accounts go in blocks sized so an account x scenario matrix stays
+under :data:`BLOCK_BYTES`; tails come from ``np.argpartition``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from risk_core.margin.base import (
-    MarginInputs,
-    MarginResult,
-)
+from risk_core.margin.base import MarginInputs, MarginResult
 from risk_core.margin.pools import usd_pool_result
 from risk_core.scenarios import ScenarioSet, revalue_usd
 
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+log = logging.getLogger(__name__)
+
+#: Memory budget of one block's account x scenario loss matrix (bytes).
+BLOCK_BYTES = 64 * 2**20
+#: A scenario never moves an underlying below -99 %.
+MIN_MOVE = -0.99
+EWMA_SEED_DAYS = 30
 
 
 class HistoryError(ValueError):
     """Price history that cannot support the model (names the underlying)."""
 
 
+@dataclass(frozen=True)
+class JointReturns:
+    dates: list[dt.date]  #: date of each return (its end date)
+    returns: FloatArray  #: (n_dates, n_underlyings) log returns over horizon_days
+    underlyings: tuple[str, ...]
+    proxy: str
+    proxy_returns: FloatArray  #: (n_dates,) the proxy's own returns (it sets the dates)
+    #: underlying -> number of its returns that were filled, and how
+    filled: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+
 def joint_returns(
-    history: pl.DataFrame, underlyings: tuple[str, ...], params: Mapping[str, Any]
-) -> tuple[list[Any], FloatArray]:
-    """Dates and ``horizon_days`` log returns ``(n_dates, n_underlyings)``, proxied where
-    an underlying's history has not started."""
+    history: pl.DataFrame,
+    underlyings: tuple[str, ...],
+    params: Mapping[str, Any],
+    business_date: dt.date | None = None,
+) -> JointReturns:
+    """Joint ``horizon_days`` log returns of ``underlyings`` (rules in the module doc)."""
     h = int(params.get("horizon_days", 1))
+    if business_date is not None:
+        history = history.filter(pl.col("date") <= business_date)
+    history = history.filter(pl.col("close") > 0)
+    have = set(history["underlying"].unique().to_list())
+    known = [u for u in underlyings if u in have]
     proxy = str(params.get("proxy", "BTC"))
+    if proxy not in have:
+        if not known:
+            raise HistoryError(f"no price history for any of {', '.join(underlyings)}")
+        counts = history.filter(pl.col("underlying").is_in(known))["underlying"].value_counts()
+        proxy = str(counts.sort(["count", "underlying"], descending=[True, False])[0, 0])
     wide = (
-        history.filter(pl.col("underlying").is_in(list({*underlyings, proxy})))
+        history.filter(pl.col("underlying").is_in([*known, proxy]))
         .pivot("underlying", index="date", values="close", aggregate_function="last")
         .sort("date")
         .upsample("date", every="1d")
         .fill_null(strategy="forward", limit=int(params.get("max_gap_days", 7)))
     )
-    if proxy not in wide.columns:
-        raise HistoryError(f"no price history for the proxy underlying {proxy}")
-    dates = wide["date"].to_list()
     logp = {u: np.log(wide[u].to_numpy().astype(np.float64)) for u in wide.columns if u != "date"}
+    dates_all: list[dt.date] = wide["date"].to_list()[h:]
     rets = {u: lp[h:] - lp[:-h] for u, lp in logp.items()}
     base = rets[proxy]
-    base_vol = np.nanstd(base)
-    out = np.empty((len(base), len(underlyings)))
+    rows = ~np.isnan(base)
+    base = base[rows]
+    dates = [d for d, k in zip(dates_all, rows.tolist(), strict=True) if k]
+    min_overlap = int(params.get("min_overlap_days", 60))
+    out = np.empty((base.size, len(underlyings)))
+    filled: dict[str, tuple[int, str]] = {}
     for j, u in enumerate(underlyings):
-        if u not in rets or np.all(np.isnan(rets[u])):
-            raise HistoryError(f"no price history for {u}")
-        r = rets[u]
-        scale = np.nanstd(r) / base_vol if base_vol > 0 else 1.0
-        out[:, j] = np.where(np.isnan(r), base * scale, r)
-    keep: NDArray[np.bool_] = np.asarray(~np.isnan(out).any(axis=1), dtype=np.bool_)
-    return [d for d, k in zip(dates[h:], keep.tolist(), strict=True) if k], out[keep]
+        r = rets[u][rows] if u in rets else np.full(base.size, np.nan)
+        missing = np.isnan(r)
+        if not missing.any():
+            out[:, j] = r
+            continue
+        own = ~missing
+        if own.sum() >= min_overlap:
+            x, y = base[own], r[own]
+            beta = float(
+                np.dot(x - x.mean(), y - y.mean()) / max(np.sum((x - x.mean()) ** 2), 1e-300)
+            )
+            resid = y - beta * x
+            idx = np.flatnonzero(missing)
+            out[:, j] = r
+            out[idx, j] = beta * base[idx] + resid[idx % resid.size]
+            how = f"beta {beta:.3f} x {proxy} + own residuals"
+        else:
+            mult = float(params.get("missing_vol_multiplier", 1.5))
+            out[:, j] = np.where(missing, base * mult, r)
+            how = f"{mult:g} x {proxy} (history too short)"
+        filled[u] = (int(missing.sum()), how)
+        log.warning("hs_es: %d of %d returns of %s filled: %s", missing.sum(), base.size, u, how)
+    return JointReturns(dates, out, tuple(underlyings), proxy, base, filled)
 
 
 def ewma_vol(returns: FloatArray, decay: float) -> FloatArray:
-    """EWMA volatility before each return (seeded with the first 30 returns' variance),
-    and one more row: today's volatility after the last return."""
+    """EWMA volatility before each return, plus a last row: today's (after the last)."""
     n, m = returns.shape
     var = np.empty((n + 1, m))
-    var[0] = np.mean(returns[: min(30, n)] ** 2, axis=0) + 1e-12
+    var[0] = np.mean(returns[: min(EWMA_SEED_DAYS, n)] ** 2, axis=0) + 1e-12
+    sq = (1.0 - decay) * returns**2
     for t in range(n):
-        var[t + 1] = decay * var[t] + (1.0 - decay) * returns[t] ** 2
+        var[t + 1] = decay * var[t] + sq[t]
     return np.sqrt(var)
 
 
-def _scenarios(inputs: MarginInputs, params: Mapping[str, Any]) -> tuple[ScenarioSet, ScenarioSet]:
+@dataclass(frozen=True)
+class HistoricalScenarios:
+    """Recent (filtered) scenarios first, then the stressed observations (unfiltered)."""
+
+    scenarios: ScenarioSet
+    n_recent: int
+    dates: list[dt.date]  #: date of each scenario, same order
+    joint: JointReturns
+
+    @property
+    def n_stress(self) -> int:
+        return self.scenarios.n - self.n_recent
+
+    @property
+    def stress_dates(self) -> list[dt.date]:
+        return self.dates[self.n_recent :]
+
+
+def historical_scenarios(inputs: MarginInputs, params: Mapping[str, Any]) -> HistoricalScenarios:
+    """The recent and stressed scenario sets of the business date (module doc, 1-4)."""
     t = inputs.table
     decay = float(params["ewma_decay"])
-    dates, r = joint_returns(inputs.price_history, t.underlyings, params)
-    if len(dates) < 30:
-        raise HistoryError(f"only {len(dates)} days of joint history up to {inputs.business_date}")
+    joint = joint_returns(inputs.price_history, t.underlyings, params, inputs.business_date)
+    r = joint.returns
+    n = r.shape[0]
+    if n < int(params.get("min_history_days", 365)):
+        raise HistoryError(
+            f"only {n} days of {joint.proxy} history up to {inputs.business_date}; "
+            f"min_history_days = {params.get('min_history_days', 365)}"
+        )
     vol = ewma_vol(r, decay)
-    today = vol[-1]
-    filtered = r * today / vol[:-1]
-    lookback = int(params["lookback_days"])
-    recent = filtered[-lookback:]
-    proxy = (
-        t.underlyings.index(str(params.get("proxy", "BTC")))
-        if str(params.get("proxy", "BTC")) in t.underlyings
-        else 0
-    )
-    window = min(int(params["stress_window_days"]), len(r))
-    level = np.convolve(vol[:-1, proxy], np.ones(window) / window, mode="valid")
-    start = int(np.argmax(level))
-    stress = r[start : start + window]
+    z = r / vol[:-1]
+    lookback = int(params.get("lookback_days", 0)) or n
+    recent = slice(max(0, n - lookback), n)
+    window = int(params.get("stress_lookback_days", 0)) or n
+    start = max(0, n - window)
+    after = ewma_vol(joint.proxy_returns[:, None], decay)[1:, 0][start:]
+    fraction = float(params.get("stress_fraction", 0.1))
+    cut = np.quantile(after, max(0.0, 1.0 - fraction), method="lower")
+    stress = start + np.flatnonzero(after >= cut)
     beta = float(params.get("vol_beta", 1.0))
-    h = float(params.get("horizon_days", 1))
+    ratio = np.sqrt(decay + (1.0 - decay) * z**2) ** beta  # (n, n_u)
+    returns = np.concatenate([z[recent] * vol[-1], r[stress]])
+    ratios = np.concatenate([ratio[recent], ratio[stress]])
+    moves = np.maximum(np.expm1(returns), MIN_MOVE).T
+    sigma = t.sigma[:, None] * ratios.T[t.underlying_code]
+    dates = [joint.dates[i] for i in range(recent.start, recent.stop)]
+    dates += [joint.dates[i] for i in stress]
+    names = tuple(
+        [f"recent:{d}" for d in dates[: recent.stop - recent.start]]
+        + [f"stress:{d}" for d in dates[recent.stop - recent.start :]]
+    )
+    horizon = float(params.get("horizon_days", 1))
+    return HistoricalScenarios(
+        ScenarioSet(names, moves, sigma, horizon), recent.stop - recent.start, dates, joint
+    )
 
-    def build(returns: FloatArray, label: str) -> ScenarioSet:
-        moves = np.expm1(returns).T  # (n_underlyings, n)
-        ratio = np.sqrt(decay + (1.0 - decay) * returns**2 / today**2) ** beta  # (n, n_u)
-        sigma = t.sigma[:, None] * ratio.T[t.underlying_code]
-        names = tuple(f"{label}:{i}" for i in range(returns.shape[0]))
-        return ScenarioSet(names, np.maximum(moves, -0.99), sigma, h)
 
-    return build(recent, "recent"), build(stress, "stress")
+def weighted_tail(
+    loss: FloatArray, weight: FloatArray, confidence: float
+) -> tuple[FloatArray, IntArray, FloatArray]:
+    """ES of each row of ``loss`` (accounts x scenarios) whose scenarios have
+    probabilities ``weight`` (summing to 1): the mean loss over the worst ``1 -
+    confidence`` of probability, the boundary scenario counted in part.
+
+    Returns ES, the tail's scenario indices per row and their probability weights (each
+    row's weights sum to ``1 - confidence``). Only the few candidates that can be in the
+    tail are sorted: per distinct weight, the ``ceil(mass / w) + 1`` largest losses.
+    """
+    mass = 1.0 - confidence
+    cand: list[IntArray] = []
+    for w in np.unique(weight[weight > 0]):
+        cols = np.flatnonzero(weight == w)
+        # All of them when together they weigh no more than the tail (also keeps mass / w
+        # from overflowing for a tiny weight).
+        k = cols.size if w * cols.size <= mass else min(cols.size, math.ceil(mass / w) + 1)
+        part = np.argpartition(loss[:, cols], cols.size - k, axis=1)[:, cols.size - k :]
+        cand.append(cols[part])
+    idx = np.sort(np.concatenate(cand, axis=1), axis=1)  # canonical order before sorting
+    vals = np.take_along_axis(loss, idx, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    idx = np.take_along_axis(idx, order, axis=1)
+    vals = np.take_along_axis(vals, order, axis=1)
+    w = weight[idx]
+    cum = np.cumsum(w, axis=1)
+    tw = np.clip(np.minimum(cum, mass) - (cum - w), 0.0, None)
+    es = np.sum(tw * vals, axis=1) / mass
+    return es, idx, tw
 
 
-def _tail(loss: FloatArray, k: int) -> tuple[FloatArray, NDArray[np.intp]]:
-    """ES (mean of the k largest losses per row) and their scenario indices."""
-    idx = np.argpartition(loss, -k, axis=1)[:, -k:]
-    idx.sort(axis=1)  # canonical order: the mean is then independent of partition order
-    return np.take_along_axis(loss, idx, axis=1).mean(axis=1), idx
+def _blocks(n_accounts: int, n_scenarios: int) -> list[slice]:
+    size = max(256, BLOCK_BYTES // (8 * max(n_scenarios, 1)))
+    return [slice(s, min(s + size, n_accounts)) for s in range(0, n_accounts, size)]
+
+
+def _euler(
+    pnl: FloatArray, code: IntArray, q: FloatArray, idx: IntArray, tw: FloatArray, mass: float
+) -> FloatArray:
+    """Each position's probability-weighted mean loss over its account's tail."""
+    out: FloatArray = -q * np.sum(pnl[code[:, None], idx] * tw, axis=1) / mass
+    return out
 
 
 def compute(inputs: MarginInputs, params: Mapping[str, Any]) -> MarginResult:
@@ -136,40 +269,48 @@ def compute(inputs: MarginInputs, params: Mapping[str, Any]) -> MarginResult:
     pm = inputs.positions
     n_acc = pm.n_accounts
     confidence = float(params["confidence"])
-    weight = float(params["stress_weight"])
-    recent, stress = _scenarios(inputs, params)
-    p_recent = revalue_usd(t, recent)
-    p_stress = revalue_usd(t, stress)
-    k_recent = max(1, math.ceil((1.0 - confidence) * recent.n))
-    k_stress = max(1, math.ceil((1.0 - confidence) * stress.n))
-
-    es_recent = np.zeros(n_acc)
-    es_stress = np.zeros(n_acc)
-    tail_recent = np.zeros((n_acc, k_recent), dtype=np.intp)
-    tail_stress = np.zeros((n_acc, k_stress), dtype=np.intp)
-    for rows in pm.blocks():
-        es_recent[rows], tail_recent[rows] = _tail(-pm.account_pnl(p_recent, rows), k_recent)
-        es_stress[rows], tail_stress[rows] = _tail(-pm.account_pnl(p_stress, rows), k_stress)
-    es_recent = np.maximum(es_recent, 0.0)
-    blended = (1.0 - weight) * es_recent + weight * np.maximum(es_stress, 0.0)
-    floor_binds = blended > es_recent
-    im = np.where(floor_binds, blended, es_recent)
-    topup = im - es_recent
-    mm = float(params["mm_factor"]) * im
-
-    frame = inputs.positions_frame
-    q = frame["quantity"].to_numpy().astype(np.float64)
-    code = pm.instrument_code
-    acc = pm.account_code
-    c_recent = -q * p_recent[code[:, None], tail_recent[acc]].mean(axis=1)
-    c_stress = -q * p_stress[code[:, None], tail_stress[acc]].mean(axis=1)
-    has_loss = es_recent[acc] > 0
-    contrib = np.where(
-        floor_binds[acc],
-        (1.0 - weight) * np.where(has_loss, c_recent, 0.0) + weight * c_stress,
-        np.where(has_loss, c_recent, 0.0),
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    hist = historical_scenarios(inputs, params)
+    pnl = revalue_usd(t, hist.scenarios)  # (n_instruments, n_scenarios)
+    n_r, n_s = hist.n_recent, hist.n_stress
+    stress_weight = float(params["stress_weight"]) if n_s else 0.0
+    w_recent = np.zeros(n_r + n_s)
+    w_recent[:n_r] = 1.0 / n_r
+    w_mix = np.concatenate(
+        [np.full(n_r, (1.0 - stress_weight) / n_r), np.full(n_s, stress_weight / max(n_s, 1))]
     )
 
+    q = inputs.positions_frame["quantity"].to_numpy().astype(np.float64)
+    code = pm.instrument_code
+    acc = pm.account_code
+    order = np.argsort(acc, kind="stable")
+    bounds = np.searchsorted(acc[order], np.arange(n_acc + 1))
+    es_recent = np.zeros(n_acc)
+    im = np.zeros(n_acc)
+    contrib = np.zeros(q.size)
+    mass = 1.0 - confidence
+    for rows in _blocks(n_acc, n_r + n_s):
+        loss = -pm.account_pnl(pnl, rows)
+        es_r, idx_r, tw_r = weighted_tail(loss, w_recent, confidence)
+        if stress_weight > 0:
+            es_m, idx_m, tw_m = weighted_tail(loss, w_mix, confidence)
+        else:
+            es_m, idx_m, tw_m = es_r, idx_r, tw_r
+        mix = es_m > es_r
+        es_recent[rows] = np.maximum(es_r, 0.0)
+        im[rows] = np.maximum(np.maximum(es_r, es_m), 0.0)
+        # Euler: each position's weighted mean loss over its account's binding tail.
+        pos = order[bounds[rows.start] : bounds[rows.stop]]
+        local = acc[pos] - rows.start
+        c = _euler(pnl, code[pos], q[pos], idx_r[local], tw_r[local], mass)
+        if stress_weight > 0:
+            c = np.where(
+                mix[local], _euler(pnl, code[pos], q[pos], idx_m[local], tw_m[local], mass), c
+            )
+        contrib[pos] = np.where(im[rows][local] > 0, c, 0.0)
+
+    mm = float(params["mm_factor"]) * im
     haircuts = {k: float(v) for k, v in params.get("haircuts", {}).items()}
-    components = {"expected_shortfall": es_recent, "procyclicality_floor": topup}
+    components = {"expected_shortfall": es_recent, "procyclicality_floor": im - es_recent}
     return usd_pool_result(inputs, haircuts, im, mm, components, contrib)
