@@ -41,8 +41,10 @@
 ES is positively homogeneous (positions x k -> ES x k) and ES >= VaR at the same
 confidence. Equity (collateral after the parameters' haircuts plus option and spot
 values) is :func:`risk_core.margin.pools.pool_equity`, the same as ``cross_grid``.
-MM = mm_factor * IM. Accounts go in blocks sized so an account x scenario matrix stays
-under :data:`BLOCK_BYTES`; tails come from ``np.argpartition``.
+MM = mm_factor * IM. The measure and the contributions run in the compiled kernels of
+:mod:`risk_core.margin.tail_kernel` (one pass per account, no accounts x scenarios
+matrix); :func:`weighted_tail` is the same measure in NumPy, the reference the tests
+hold the kernels to.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from risk_core.margin import tail_kernel
 from risk_core.margin.base import MarginInputs, MarginResult
 from risk_core.margin.pools import usd_pool_result
 from risk_core.scenarios import ScenarioSet, revalue_usd
@@ -66,8 +69,6 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 log = logging.getLogger(__name__)
 
-#: Memory budget of one block's account x scenario loss matrix (bytes).
-BLOCK_BYTES = 64 * 2**20
 #: A scenario never moves an underlying below -99 %.
 MIN_MOVE = -0.99
 EWMA_SEED_DAYS = 30
@@ -251,23 +252,22 @@ def weighted_tail(
     return es, idx, tw
 
 
-def _blocks(n_accounts: int, n_scenarios: int) -> list[slice]:
-    size = max(256, BLOCK_BYTES // (8 * max(n_scenarios, 1)))
-    return [slice(s, min(s + size, n_accounts)) for s in range(0, n_accounts, size)]
-
-
-def _euler(
-    pnl: FloatArray, code: IntArray, q: FloatArray, idx: IntArray, tw: FloatArray, mass: float
-) -> FloatArray:
-    """Each position's probability-weighted mean loss over its account's tail."""
-    out: FloatArray = -q * np.sum(pnl[code[:, None], idx] * tw, axis=1) / mass
-    return out
+def _tail_candidates(weightings: list[FloatArray], start: int, stop: int, mass: float) -> int:
+    """How many scenarios of the equally weighted group ``[start, stop)`` can be in a
+    tail of probability ``mass`` under any of the weightings (one more for the partly
+    counted boundary scenario)."""
+    k = 0
+    size = stop - start
+    for weight in weightings:
+        w = float(weight[start]) if size else 0.0
+        if w > 0:
+            k = max(k, size if w * size <= mass else min(size, math.ceil(mass / w) + 1))
+    return k
 
 
 def compute(inputs: MarginInputs, params: Mapping[str, Any]) -> MarginResult:
     t = inputs.table
     pm = inputs.positions
-    n_acc = pm.n_accounts
     confidence = float(params["confidence"])
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
@@ -281,34 +281,29 @@ def compute(inputs: MarginInputs, params: Mapping[str, Any]) -> MarginResult:
         [np.full(n_r, (1.0 - stress_weight) / n_r), np.full(n_s, stress_weight / max(n_s, 1))]
     )
 
-    q = inputs.positions_frame["quantity"].to_numpy().astype(np.float64)
-    code = pm.instrument_code
-    acc = pm.account_code
-    order = np.argsort(acc, kind="stable")
-    bounds = np.searchsorted(acc[order], np.arange(n_acc + 1))
-    es_recent = np.zeros(n_acc)
-    im = np.zeros(n_acc)
-    contrib = np.zeros(q.size)
+    weightings = [w_recent, w_mix] if stress_weight > 0 else [w_recent]
+    groups = [(0, n_r), (n_r, n_r + n_s)] if n_s else [(0, n_r)]
     mass = 1.0 - confidence
-    for rows in _blocks(n_acc, n_r + n_s):
-        loss = -pm.account_pnl(pnl, rows)
-        es_r, idx_r, tw_r = weighted_tail(loss, w_recent, confidence)
-        if stress_weight > 0:
-            es_m, idx_m, tw_m = weighted_tail(loss, w_mix, confidence)
-        else:
-            es_m, idx_m, tw_m = es_r, idx_r, tw_r
-        mix = es_m > es_r
-        es_recent[rows] = np.maximum(es_r, 0.0)
-        im[rows] = np.maximum(np.maximum(es_r, es_m), 0.0)
-        # Euler: each position's weighted mean loss over its account's binding tail.
-        pos = order[bounds[rows.start] : bounds[rows.stop]]
-        local = acc[pos] - rows.start
-        c = _euler(pnl, code[pos], q[pos], idx_r[local], tw_r[local], mass)
-        if stress_weight > 0:
-            c = np.where(
-                mix[local], _euler(pnl, code[pos], q[pos], idx_m[local], tw_m[local], mass), c
-            )
-        contrib[pos] = np.where(im[rows][local] > 0, c, 0.0)
+    matrix = pm.matrix
+    es, tail_idx, tail_w = tail_kernel.account_tails(
+        matrix.indptr.astype(np.int64),
+        matrix.indices.astype(np.int64),
+        matrix.data.astype(np.float64),
+        np.ascontiguousarray(pnl),
+        np.array([a for a, _ in groups], dtype=np.int64),
+        np.array([b for _, b in groups], dtype=np.int64),
+        np.array([_tail_candidates(weightings, a, b, mass) for a, b in groups], dtype=np.int64),
+        np.stack(weightings),
+        mass,
+    )
+    es_recent = np.maximum(es[:, 0], 0.0)
+    im = np.maximum(es.max(axis=1), 0.0)
+    q = inputs.positions_frame["quantity"].to_numpy().astype(np.float64)
+    acc = pm.account_code.astype(np.int64)
+    contrib = tail_kernel.euler_contributions(
+        acc, pm.instrument_code.astype(np.int64), q, pnl, tail_idx, tail_w, mass
+    )
+    contrib = np.where(im[acc] > 0, contrib, 0.0)
 
     mm = float(params["mm_factor"]) * im
     haircuts = {k: float(v) for k, v in params.get("haircuts", {}).items()}
