@@ -6,11 +6,13 @@ import dagster as dg
 import polars as pl
 
 from assets.common import OWNERS
+from assets.failpoints import failpoint
 from assets.landing import ValidatedLanding
 from assets.partitions import business_dates
 from risk_core import eod
-from risk_core.margin.base import MarginInputs
+from risk_core.margin.base import MarginInputs, MarginResult
 from risk_core.ruleset import Ruleset
+from risk_core.sharding import merge_results, shard_inputs
 
 
 @dg.asset(partitions_def=business_dates, group_name="risk", kinds={"numpy"}, owners=OWNERS)
@@ -53,20 +55,29 @@ class MarginRun:
     ruleset: Ruleset
 
 
-@dg.asset(
-    partitions_def=business_dates,
-    group_name="risk",
-    kinds={"numpy", "scipy"},
-    owners=OWNERS,
-    required_resource_keys={"ruleset"},
-)
-def margin_results(
-    context: dg.AssetExecutionContext, instrument_marks: MarginInputs
+@dg.op(out=dg.DynamicOut(MarginInputs), required_resource_keys={"sharding"})
+def account_shards(context: dg.OpExecutionContext, instrument_marks: MarginInputs):  # type: ignore[no-untyped-def]
+    """The model inputs split into account shards of about equal work
+    (:mod:`risk_core.sharding`); one shard unless the ``sharding`` resource says more."""
+    for i, shard in enumerate(shard_inputs(instrument_marks, context.resources.sharding.shards)):
+        yield dg.DynamicOutput(shard, mapping_key=f"shard_{i:04d}")
+
+
+@dg.op(required_resource_keys={"ruleset"})
+def shard_margin(context: dg.OpExecutionContext, shard: MarginInputs) -> dict[str, MarginResult]:
+    """Every model of the ruleset on one shard's accounts."""
+    return eod.run_models(shard, context.resources.ruleset.load())
+
+
+@dg.op(required_resource_keys={"ruleset"})
+def merged_margin(
+    context: dg.OpExecutionContext, shards: list[dict[str, MarginResult]]
 ) -> dg.Output[MarginRun]:
-    """Every model of the ruleset side by side: the governing portfolio margin, the
-    per-position standard baseline and further models (historical ES)."""
+    """The shards' results as the warehouse's margin tables (sorted: the shard count
+    does not change a byte)."""
     ruleset = context.resources.ruleset.load()
-    tables = eod.margin_tables(eod.run_models(instrument_marks, ruleset), ruleset)
+    tables = eod.margin_tables(merge_results(shards), ruleset)
+    failpoint("compute")
     totals = (
         tables.margin_account.group_by("model")
         .agg(pl.col("initial_margin_usd").sum(), pl.col("margin_call").sum())
@@ -77,7 +88,19 @@ def margin_results(
         metadata={
             "ruleset": ruleset.label,
             "ruleset_sha256": ruleset.sha256,
+            "shards": len(shards),
             **{f"total_im_usd_{m}": float(im) for m, im, _ in totals.iter_rows()},
             **{f"margin_calls_{m}": int(c) for m, _, c in totals.iter_rows()},
         },
     )
+
+
+@dg.graph_asset(
+    partitions_def=business_dates, group_name="risk", kinds={"numpy", "scipy"}, owners=OWNERS
+)
+def margin_results(instrument_marks: MarginInputs) -> MarginRun:
+    """Every model of the ruleset side by side: the governing portfolio margin, the
+    per-position standard baseline and further models (historical ES). Computed per
+    account shard in parallel steps (``MARGIN_SHARDS``), merged into one result."""
+    parts = account_shards(instrument_marks).map(shard_margin)
+    return merged_margin(parts.collect())

@@ -33,6 +33,7 @@ def build_definitions(
     ruleset: str | None = None,
     artefacts_dir: str | None = None,
     in_memory: bool = False,
+    shards: int | None = None,
 ) -> dg.Definitions:
     """Definitions bound to the given settings (defaults from the environment).
 
@@ -40,7 +41,7 @@ def build_definitions(
     command line) instead of pickling them to the Dagster instance's storage.
     """
     resources: dict[str, object] = dict(
-        build_resources(landing_dir, warehouse_url, ruleset, artefacts_dir)
+        build_resources(landing_dir, warehouse_url, ruleset, artefacts_dir, shards)
     )
     executor = None
     if in_memory:
@@ -56,3 +57,9 @@ def build_definitions(
 
 
 defs = build_definitions()
+
+
+def end_of_day_job() -> dg.JobDefinition:
+    """The end-of-day job with settings from the environment: what each step process of
+    the multiprocess executor rebuilds (``dg.reconstructable(end_of_day_job)``)."""
+    return build_definitions().resolve_job_def(END_OF_DAY_JOB)

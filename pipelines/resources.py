@@ -1,7 +1,8 @@
 """Resources: where the landing zone is, which ruleset, which warehouse, where artefacts go.
 
 Every setting comes from the command line or the environment (``MARGIN_LANDING_DIR``,
-``MARGIN_WAREHOUSE_URL``, ``MARGIN_RULESET``, ``MARGIN_ARTEFACTS_DIR``); a warehouse URL
+``MARGIN_WAREHOUSE_URL``, ``MARGIN_RULESET``, ``MARGIN_ARTEFACTS_DIR``,
+``MARGIN_SHARDS``); a warehouse URL
 that carries a password is read through Dagster's ``EnvVar`` so that it never appears in
 the UI or in logs.
 """
@@ -65,6 +66,21 @@ class Artefacts(dg.ConfigurableResource):  # type: ignore[type-arg]
         return path
 
 
+class Sharding(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """How many account shards the margin models are split into (parallel steps under
+    the multiprocess or a distributed executor; the results do not depend on it)."""
+
+    shards: int = 1
+
+
+def shards_setting(shards: int | None = None) -> int:
+    """An explicit shard count, else ``MARGIN_SHARDS``, else 1."""
+    value = shards if shards is not None else int(os.environ.get("MARGIN_SHARDS", "1"))
+    if value < 1:
+        raise ValueError(f"the shard count must be at least 1, got {value}")
+    return value
+
+
 def warehouse_url_setting(url: str | None = None) -> str | dg.EnvVar:
     """An explicit URL, else ``EnvVar("MARGIN_WAREHOUSE_URL")`` when set, else the default."""
     if url:
@@ -79,6 +95,7 @@ def build_resources(
     warehouse_url: str | None = None,
     ruleset: str | None = None,
     artefacts_dir: str | None = None,
+    shards: int | None = None,
 ) -> dict[str, dg.ConfigurableResource]:  # type: ignore[type-arg]
     return {
         "landing": LandingZone(
@@ -89,4 +106,5 @@ def build_resources(
         "artefacts": Artefacts(
             base_dir=artefacts_dir or os.environ.get("MARGIN_ARTEFACTS_DIR", DEFAULT_ARTEFACTS_DIR)
         ),
+        "sharding": Sharding(shards=shards_setting(shards)),
     }
