@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from assets.common import OWNERS, business_date
+from assets.failpoints import failpoint
 from assets.partitions import business_dates
 from risk_core.landing.reader import LandingData, read_landing
 from risk_core.landing.schemas import ALL_DATASETS
@@ -62,6 +63,7 @@ def landing_snapshot(context: dg.AssetExecutionContext):  # type: ignore[no-unty
     data = read_landing(landing_dir, date)
     docs_dir = context.resources.artefacts.folder("data_docs", date, context.run.run_id)
     report = validate_landing(data, docs_dir)
+    failpoint("ingest")
     yield dg.Output(
         ValidatedLanding(data, report, started_at, str(landing_dir)),
         metadata={

@@ -7,6 +7,7 @@ import polars as pl
 
 from assets.backtest import BacktestRun
 from assets.common import business_date, code_version
+from assets.failpoints import publish_phase
 from assets.landing import ValidatedLanding
 from assets.partitions import business_dates
 from assets.risk import MarginRun
@@ -117,8 +118,9 @@ def warehouse_tables(
         schema=outputs.PIPELINE_RUN.schema,
     )
     warehouse = context.resources.warehouse.get()
-    with warehouse.date_lock(date):
-        written = warehouse.replace_business_date(date, rows, pipeline_run=run_row)
+    written = warehouse.replace_business_date(
+        date, rows, pipeline_run=run_row, on_phase=publish_phase
+    )
     totals = {
         m: float(v)
         for m, v in rows["margin_account"]

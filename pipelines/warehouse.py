@@ -6,6 +6,16 @@ pipeline_run row): readers see the old date or the new one, never a mix. Inserts
 the fast path of each backend through the same transaction's DBAPI connection: DuckDB
 inserts from a registered Arrow table, PostgreSQL from ``COPY``. Table and column names
 come only from :mod:`risk_core.outputs`; values only through bound parameters or COPY.
+
+Faults. Two writers of one date never interleave: the transaction takes the date's lock
+first (PostgreSQL: a transaction-scoped advisory lock, released by commit, rollback or
+a dead session; DuckDB: an exclusive ``fcntl`` lock on ``<database>.<date>.lock``,
+released by the kernel when its process dies). DuckDB connections are not pooled, so a
+process holds the file only while it uses it and a concurrent run waits for it. A
+transaction that fails on a transient error (:mod:`pipelines.resilience`: the server
+unreachable or restarting, the DuckDB file busy) is retried whole with backoff, then
+fails cleanly with :class:`~pipelines.resilience.WarehouseUnavailable`; a process
+killed mid-transaction leaves the date as it was (the transaction never commits).
 """
 
 from __future__ import annotations
@@ -15,13 +25,16 @@ import datetime as dt
 import fcntl
 import hashlib
 import io
+import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
 
+from pipelines.resilience import with_retries
 from risk_core import outputs
 from risk_core.outputs import OutputTable
 
@@ -47,10 +60,44 @@ def _columns(table: OutputTable) -> str:
     return ", ".join(_quote(c) for c in table.columns)
 
 
+#: Seconds a warehouse operation keeps retrying transient errors (``MARGIN_WAREHOUSE_RETRY_S``).
+DEFAULT_RETRY_S = 120.0
+#: Seconds a publication waits for another run holding the date's lock
+#: (``MARGIN_WAREHOUSE_LOCK_TIMEOUT_S``).
+DEFAULT_LOCK_TIMEOUT_S = 600.0
+
+
+def _setting(name: str, given: float | None, default: float) -> float:
+    return float(given if given is not None else os.environ.get(name, default))
+
+
+#: Called with "after_delete", "before_commit" and "after_commit" while a date is
+#: published (fault drills hook in here, see ``assets.failpoints``).
+PhaseHook = Callable[[str], None]
+
+
 class Warehouse:
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, *, retry_s: float | None = None, lock_timeout_s: float | None = None
+    ) -> None:
         self.url = url
-        self.engine = sa.create_engine(url, future=True)
+        self.retry_s = _setting("MARGIN_WAREHOUSE_RETRY_S", retry_s, DEFAULT_RETRY_S)
+        self.lock_timeout_s = _setting(
+            "MARGIN_WAREHOUSE_LOCK_TIMEOUT_S", lock_timeout_s, DEFAULT_LOCK_TIMEOUT_S
+        )
+        backend = sa.engine.make_url(url).get_backend_name()
+        if backend == "duckdb":  # hold the file only while using it (module doc)
+            self.engine = sa.create_engine(url, poolclass=NullPool)
+        else:  # a pooled connection that died with a server restart is replaced
+            self.engine = sa.create_engine(url, pool_pre_ping=True)
+
+    @property
+    def where(self) -> str:
+        """The warehouse URL without its password (for messages and logs)."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def _retrying(self, what: str, operation: Callable[[], object]) -> object:
+        return with_retries(operation, what=what, where=self.where, timeout_s=self.retry_s)
 
     @property
     def dialect(self) -> str:
@@ -69,9 +116,13 @@ class Warehouse:
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, revision)
+
+        def upgrade() -> None:
+            with self.engine.begin() as conn:
+                config.attributes["connection"] = conn
+                command.upgrade(config, revision)
+
+        self._retrying(f"migrate to {revision}", upgrade)
 
     def schema_revision(self) -> str | None:
         if not sa.inspect(self.engine).has_table("alembic_version"):
@@ -92,27 +143,43 @@ class Warehouse:
         business_date: dt.date,
         tables: Mapping[str, pl.DataFrame],
         pipeline_run: pl.DataFrame | None = None,
+        on_phase: PhaseHook | None = None,
     ) -> dict[str, int]:
-        """Replace the rows of ``business_date`` in every given table, in one transaction."""
+        """Replace the rows of ``business_date`` in every given table, in one transaction
+        under the date's lock, retried whole on transient errors (module doc).
+
+        ``pipeline_run`` rows are replaced by ``run_id``: a retry after a commit whose
+        acknowledgement was lost writes the same rows again, never a second copy.
+        """
         frames = {name: self._conform(name, frame, business_date) for name, frame in tables.items()}
         if pipeline_run is not None:
             frames[outputs.PIPELINE_RUN.name] = self._conform(
                 outputs.PIPELINE_RUN.name, pipeline_run, None
             )
-        written: dict[str, int] = {}
-        with self.engine.begin() as conn:
-            for table in outputs.ALL_TABLES:
-                if table.name not in frames:
-                    continue
-                if table.date_column is not None:
-                    conn.execute(
-                        sa.text(
-                            f"delete from {table.name} where {table.date_column} = :business_date"
-                        ),
-                        {"business_date": business_date},
-                    )
-                self._insert(conn, table, frames[table.name])
-                written[table.name] = frames[table.name].height
+        phase = on_phase or (lambda _: None)
+        ordered = [t for t in outputs.ALL_TABLES if t.name in frames]
+
+        def transaction() -> dict[str, int]:
+            with self.engine.begin() as conn, self._date_lock(conn, business_date):
+                for table in ordered:
+                    if table.date_column is not None:
+                        conn.execute(
+                            sa.text(f"delete from {table.name} where {table.date_column} = :d"),
+                            {"d": business_date},
+                        )
+                    else:  # pipeline_run
+                        conn.execute(
+                            sa.text(f"delete from {table.name} where run_id = :r"),
+                            [{"r": r} for r in frames[table.name]["run_id"].to_list()],
+                        )
+                phase("after_delete")
+                for table in ordered:
+                    self._insert(conn, table, frames[table.name])
+                phase("before_commit")
+            return {t.name: frames[t.name].height for t in ordered}
+
+        written: dict[str, int] = self._retrying(f"publish {business_date}", transaction)  # type: ignore[assignment]
+        phase("after_commit")
         return written
 
     def replace_models(self, frames: Mapping[str, pl.DataFrame]) -> dict[str, int]:
@@ -125,20 +192,24 @@ class Warehouse:
             if name not in ("backtest_result", "backtest_summary"):
                 raise WarehouseError(f"{name}: only backtest tables are replaced by model")
             conformed[name] = self._conform(name, frame, None)
-        with self.engine.begin() as conn:
-            for name, frame in conformed.items():
-                table = outputs.BY_NAME[name]
-                for model in sorted(set(frame["model"].to_list())):
-                    dates = frame.filter(pl.col("model") == model)["business_date"]
-                    conn.execute(
-                        sa.text(
-                            f"delete from {table.name} where model = :model "
-                            "and business_date between :first and :last"
-                        ),
-                        {"model": model, "first": dates.min(), "last": dates.max()},
-                    )
-                self._insert(conn, table, frame)
-                written[name] = frame.height
+
+        def transaction() -> None:
+            with self.engine.begin() as conn:
+                for name, frame in conformed.items():
+                    table = outputs.BY_NAME[name]
+                    for model in sorted(set(frame["model"].to_list())):
+                        dates = frame.filter(pl.col("model") == model)["business_date"]
+                        conn.execute(
+                            sa.text(
+                                f"delete from {table.name} where model = :model "
+                                "and business_date between :first and :last"
+                            ),
+                            {"model": model, "first": dates.min(), "last": dates.max()},
+                        )
+                    self._insert(conn, table, frame)
+                    written[name] = frame.height
+
+        self._retrying("publish backtest models", transaction)
         return written
 
     def _conform(
@@ -234,47 +305,59 @@ class Warehouse:
             ).fetchall()
         return [r[0] for r in rows]
 
+    def latest_run(self, business_date: dt.date) -> dict[str, object] | None:
+        """The pipeline_run row of the run whose rows ``business_date`` holds now (the
+        last one that finished), or None when nothing is published for the date."""
+        if not self.has_table("pipeline_run"):
+            return None
+        columns = _columns(outputs.PIPELINE_RUN)
+        sql = (
+            f"select {columns} from pipeline_run where business_date = :d "
+            "and status = 'success' order by finished_at desc, run_id desc limit 1"
+        )
+
+        def read() -> dict[str, object] | None:
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.text(sql), {"d": business_date}).mappings().first()
+            return None if row is None else dict(row)
+
+        return self._retrying(f"read the runs of {business_date}", read)  # type: ignore[return-value]
+
     # -- locking --------------------------------------------------------------------------
     @contextlib.contextmanager
-    def date_lock(self, business_date: dt.date, timeout_s: float = 600.0) -> Iterator[None]:
-        """Hold the lock of a business date: two runs of one date never interleave.
-
-        PostgreSQL: a session advisory lock keyed on the date; DuckDB and other files: an
-        exclusive ``fcntl`` lock on ``<database>.<date>.lock``. Waits up to ``timeout_s``
-        and then raises :class:`WarehouseBusy`.
-        """
+    def _date_lock(self, conn: sa.Connection, business_date: dt.date) -> Iterator[None]:
+        """Hold the lock of a business date for the transaction of ``conn`` (module doc);
+        waits up to ``lock_timeout_s``, then raises :class:`WarehouseBusy`."""
+        busy = (
+            f"another run of {business_date} is publishing it; waited "
+            f"{self.lock_timeout_s:g} s (MARGIN_WAREHOUSE_LOCK_TIMEOUT_S) for its lock"
+        )
         key = int.from_bytes(
             hashlib.sha256(f"margin-eod:{business_date}".encode()).digest()[:8], "big", signed=True
         )
-        deadline = time.monotonic() + timeout_s
         if self.dialect == "postgresql":
-            with self.engine.connect() as conn:
-                while not conn.execute(
-                    sa.text("select pg_try_advisory_lock(:k)"), {"k": key}
-                ).scalar():
-                    conn.rollback()
-                    if time.monotonic() > deadline:
-                        raise WarehouseBusy(f"another run of {business_date} holds its lock")
-                    time.sleep(0.2)
-                conn.commit()
-                try:
-                    yield
-                finally:
-                    conn.execute(sa.text("select pg_advisory_unlock(:k)"), {"k": key})
-                    conn.commit()
+            conn.execute(
+                sa.text("select set_config('lock_timeout', :t, true)"),
+                {"t": f"{int(self.lock_timeout_s * 1000)}ms"},
+            )
+            try:
+                conn.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": key})
+            except sa.exc.OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                    raise WarehouseBusy(busy) from None
+                raise
+            yield
             return
         database = self.engine.url.database or "memory"
-        lock_path = Path(f"{database}.{business_date}.lock")
-        with open(lock_path, "a+") as handle:
+        deadline = time.monotonic() + self.lock_timeout_s
+        with open(f"{database}.{business_date}.lock", "a+") as handle:
             while True:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise WarehouseBusy(
-                            f"another run of {business_date} holds its lock"
-                        ) from None
+                        raise WarehouseBusy(busy) from None
                     time.sleep(0.2)
             try:
                 yield

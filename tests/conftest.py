@@ -7,6 +7,7 @@ fail. Each test session works in its own fresh PostgreSQL database, dropped at t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -37,9 +38,10 @@ def _postgres_admin_url() -> str:
     return os.environ.get("MARGIN_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for this test session."""
+@contextlib.contextmanager
+def _fresh_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards; skip (or fail when
+    REQUIRE_POSTGRES=1) when no server answers."""
     import sqlalchemy as sa
 
     admin_url = _postgres_admin_url()
@@ -68,3 +70,17 @@ def postgres_url() -> Iterator[str]:
             )
             conn.execute(sa.text(f'drop database if exists "{name}"'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test session."""
+    with _fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    with _fresh_database() as url:
+        yield url

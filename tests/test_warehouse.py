@@ -133,26 +133,33 @@ def test_validation_names_table_column_rows(warehouse: Warehouse) -> None:
 
 
 def test_date_lock_excludes_a_second_writer(warehouse: Warehouse) -> None:
-    entered = threading.Event()
+    """A publication of D1 stalled inside its transaction holds D1's lock: a second
+    writer of D1 waits and gives up with WarehouseBusy; D2 is free; once the first
+    commits, D1 holds exactly its rows."""
+    inside = threading.Event()
     release = threading.Event()
 
-    def hold() -> None:
-        with warehouse.date_lock(D1):
-            entered.set()
-            release.wait(10)
+    def stall(phase: str) -> None:
+        if phase == "after_delete":
+            inside.set()
+            assert release.wait(20)
 
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert entered.wait(10)
+    first = threading.Thread(
+        target=lambda: warehouse.replace_business_date(
+            D1, {"greeks_account": _greeks(D1, ["a", "b"], 1.0)}, on_phase=stall
+        )
+    )
+    first.start()
+    assert inside.wait(20)
+    impatient = Warehouse(warehouse.url, lock_timeout_s=0.5, retry_s=5)
     with pytest.raises(WarehouseBusy, match=str(D1)):
-        with warehouse.date_lock(D1, timeout_s=0.5):
-            pass
-    with warehouse.date_lock(D2, timeout_s=0.5):  # another date is free
-        pass
+        impatient.replace_business_date(D1, {"greeks_account": _greeks(D1, ["c"], 2.0)})
+    impatient.replace_business_date(D2, {"greeks_account": _greeks(D2, ["c"], 2.0)})
     release.set()
-    thread.join()
-    with warehouse.date_lock(D1, timeout_s=2):
-        pass
+    first.join(30)
+    assert not first.is_alive()
+    assert warehouse.read_table("greeks_account", D1)["account_id"].to_list() == ["a", "b"]
+    assert warehouse.read_table("greeks_account", D2)["account_id"].to_list() == ["c"]
 
 
 def test_replace_models_touches_only_its_models(warehouse: Warehouse) -> None:
