@@ -2,6 +2,10 @@
 
 Exit codes: 0 success, 1 a business date failed (bad input: the message names file,
 column, rule and rows; the warehouse is left as it was), 2 wrong usage.
+
+Secrets never go on the command line (it shows in ``ps`` and shell history): a
+``--warehouse`` URL with a password is refused; put it in ``MARGIN_WAREHOUSE_URL`` (read
+through Dagster's ``EnvVar``) or leave it to libpq (``PGPASSWORD``, ``~/.pgpass``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,17 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ruleset", help="ruleset name or file (default: cross-margin)")
     parser.add_argument("--artefacts", help="folder for Data Docs and charts (default: artefacts)")
+    parser.add_argument(
+        "--shards",
+        type=_positive,
+        help="account shards of the margin models (default: $MARGIN_SHARDS, else 1)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=_positive,
+        default=1,
+        help="steps run at once, each in its own process (default 1: all in this process)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--history", type=Path, action="append", default=[], help="real daily price file(s)"
     )
     gen.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    gen.add_argument(
+        "--strikes-scale",
+        type=float,
+        default=1.0,
+        help="multiplies the strikes listed per expiry (default 1.0: about 1,900 "
+        "instruments; 1.6: about 3,000)",
+    )
 
     run = sub.add_parser("run", help="materialize every asset of a business date")
     run.add_argument("--date", type=_date, required=True)
@@ -61,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = sub.add_parser("backfill", help="run every business date of a range")
     backfill.add_argument("--start", type=_date, required=True)
     backfill.add_argument("--end", type=_date, required=True)
+    backfill.add_argument(
+        "--force",
+        action="store_true",
+        help="rerun every date (default: skip dates already published from the same "
+        "landing files and ruleset, so an interrupted backfill resumes where it stopped)",
+    )
     _add_run_options(backfill)
 
     summary = sub.add_parser("summary", help="print the published figures of a date")
@@ -83,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _generate(args: argparse.Namespace) -> int:
     from risk_core.landing.generator import generate_landing
 
+    if not 0 < args.strikes_scale < float("inf"):  # also refuses nan
+        print("margin-eod: --strikes-scale must be a positive number", file=sys.stderr)
+        return 2
     out = generate_landing(
         args.out,
         args.date,
@@ -91,13 +122,38 @@ def _generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         history_files=tuple(args.history),
         file_format=args.format,
+        strikes_scale=args.strikes_scale,
     )
     counts = ", ".join(f"{name} {rows:,}" for name, rows in out.rows.items())
     print(f"landing zone for {args.date} written to {out.folder}: {counts}")
     return 0
 
 
-def _run_dates(args: argparse.Namespace, dates: Sequence[dt.date]) -> int:
+def _up_to_date(args: argparse.Namespace, date: dt.date) -> str | None:
+    """The run whose rows ``date`` holds, when that run read exactly today's landing
+    files with the same ruleset (so running the date again would change nothing)."""
+    import os
+
+    from pipelines.resources import warehouse_url_setting
+    from pipelines.warehouse import Warehouse
+    from risk_core.landing.reader import LandingError, landing_inputs_sha256
+    from risk_core.ruleset import DEFAULT_RULESET, load_ruleset
+
+    url = warehouse_url_setting(args.warehouse)
+    run = Warehouse(url if isinstance(url, str) else url.get_value() or "").latest_run(date)
+    if run is None:
+        return None
+    landing = args.landing or os.environ.get("MARGIN_LANDING_DIR", "landing")
+    try:
+        inputs = landing_inputs_sha256(Path(landing), date)
+    except LandingError:
+        return None  # the run reports the missing file
+    ruleset = load_ruleset(args.ruleset or os.environ.get("MARGIN_RULESET", DEFAULT_RULESET))
+    same = run["inputs_sha256"] == inputs and run["ruleset_sha256"] == ruleset.sha256
+    return str(run["run_id"]) if same else None
+
+
+def _run_dates(args: argparse.Namespace, dates: Sequence[dt.date], resume: bool = False) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
@@ -109,12 +165,19 @@ def _run_dates(args: argparse.Namespace, dates: Sequence[dt.date]) -> int:
         task = progress.add_task("end of day", total=len(dates))
         for date in dates:
             progress.update(task, description=f"end of day {date}")
+            done = _up_to_date(args, date) if resume else None
+            if done is not None:
+                progress.console.print(f"{date}: already published from these inputs (run {done})")
+                progress.advance(task)
+                continue
             outcome = run_business_date(
                 date,
                 landing_dir=args.landing,
                 warehouse_url=args.warehouse,
                 ruleset=args.ruleset,
                 artefacts_dir=args.artefacts,
+                shards=args.shards,
+                processes=args.processes,
             )
             if outcome.success:
                 progress.console.print(f"{date}: published (run {outcome.run_id})")
@@ -133,8 +196,27 @@ def _summary(args: argparse.Namespace) -> int:
     return print_summary(args.date, args.warehouse)
 
 
+def _password_on_command_line(args: argparse.Namespace) -> bool:
+    url = getattr(args, "warehouse", None)
+    if not url:
+        return False
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).password is not None
+    except sa.exc.ArgumentError:
+        return False  # not a URL: the command reports it
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if _password_on_command_line(args):
+        print(
+            "margin-eod: the --warehouse URL carries a password; put the URL in "
+            "MARGIN_WAREHOUSE_URL (or the password in PGPASSWORD or ~/.pgpass) instead",
+            file=sys.stderr,
+        )
+        return 2
     if args.command == "generate":
         return _generate(args)
     if args.command == "run":
@@ -144,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("margin-eod: --end is before --start", file=sys.stderr)
             return 2
         days = (args.end - args.start).days + 1
-        return _run_dates(args, [args.start + dt.timedelta(days=i) for i in range(days)])
+        dates = [args.start + dt.timedelta(days=i) for i in range(days)]
+        return _run_dates(args, dates, resume=not args.force)
     if args.command == "backtest":
         from pipelines import backtest_commands
 

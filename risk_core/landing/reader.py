@@ -93,10 +93,27 @@ class LandingData:
 
     def inputs_sha256(self) -> str:
         """One hash over every input file's name and hash, in a fixed order."""
-        digest = hashlib.sha256()
-        for name in sorted(self.sha256):
-            digest.update(f"{name}={self.sha256[name]}\n".encode())
-        return digest.hexdigest()
+        return combined_sha256(self.sha256)
+
+
+def combined_sha256(hashes: dict[str, str]) -> str:
+    """One hash over dataset names and their files' hashes, in a fixed order."""
+    digest = hashlib.sha256()
+    for name in sorted(hashes):
+        digest.update(f"{name}={hashes[name]}\n".encode())
+    return digest.hexdigest()
+
+
+def landing_inputs_sha256(landing_dir: Path, business_date: dt.date) -> str:
+    """The ``inputs_sha256`` that :func:`read_landing` would record for the date, from
+    the files' bytes alone (nothing parsed): to tell whether a date's published run
+    was made from exactly these files."""
+    return combined_sha256(
+        {
+            d.name: file_sha256(find_dataset_file(Path(landing_dir), business_date, d))
+            for d in (*DAILY_DATASETS, PRICE_HISTORY)
+        }
+    )
 
 
 def dataset_folder(landing_dir: Path, business_date: dt.date, dataset: Dataset) -> Path:
