@@ -15,7 +15,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,deploy]'
+	$(BIN)/python -c "from risk_core.margin import tail_kernel; tail_kernel.warm_up()"
 	touch $(STAMP)
 
 demo: venv
@@ -44,12 +45,12 @@ check: lint typecheck test
 
 bench: venv
 	$(BIN)/python benchmarks/pricing.py
-	$(BIN)/python benchmarks/eod.py --positions 100000 --accounts 10000
+	$(BIN)/python benchmarks/eod.py --positions 1000 100000 --accounts 100000
 
 ui: venv
 	DAGSTER_HOME=$(CURDIR)/$(DEMO_DIR)/dagster_home MARGIN_LANDING_DIR=$(DEMO_LANDING) \
 	MARGIN_WAREHOUSE_URL=$(DEMO_WAREHOUSE) MARGIN_ARTEFACTS_DIR=$(DEMO_DIR)/artefacts \
-	sh -c 'mkdir -p $$DAGSTER_HOME && $(BIN)/dagster dev -w workspace.yaml'
+	sh -c 'mkdir -p $$DAGSTER_HOME && cp -n deploy/local/dagster.yaml $$DAGSTER_HOME/ ; $(BIN)/dagster dev -w workspace.yaml'
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache .mypy_cache

@@ -66,6 +66,9 @@ WAREHOUSE_SPECS = [
     partitions_def=business_dates,
     required_resource_keys={"warehouse"},
     can_subset=False,
+    # A Dagster concurrency pool: the instance can cap publications at once
+    # (deploy/dagster.yaml); one date's publications never overlap anyway (its lock).
+    pool="warehouse_publish",
 )
 def warehouse_tables(
     context: dg.AssetExecutionContext,

@@ -135,11 +135,9 @@ def run_business_date(
             "MARGIN_RULESET": ruleset,
             "MARGIN_ARTEFACTS_DIR": artefacts_dir,
             "MARGIN_SHARDS": None if shards is None else str(shards),
+            "MARGIN_EXECUTOR": "multiprocess",
         }
-        run_config = {
-            **QUIET_LOGS,
-            "execution": {"config": {"multiprocess": {"max_concurrent": processes}}},
-        }
+        run_config = {**QUIET_LOGS, "execution": {"config": {"max_concurrent": processes}}}
         with _environment(settings), contextlib.ExitStack() as stack:
             target = instance or stack.enter_context(_persistent_instance())
             result = dg.execute_job(

@@ -214,3 +214,24 @@ def euler_contributions(
             total += w * pnl[row, tail_idx[a, t]]
         out[p] = -quantity[p] * total / mass
     return out
+
+
+def warm_up() -> None:
+    """Compile the kernels (or load them from the cache) on a tiny problem: ``make``
+    and the container image call it once so that no run pays the compilation."""
+    one = np.ones(1, dtype=np.int64)
+    pnl = np.ones((1, 2))
+    es, idx, w = account_tails(
+        np.array([0, 1], dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
+        np.ones(1),
+        pnl,
+        np.zeros(1, dtype=np.int64),
+        one * 2,
+        one,
+        np.full((1, 2), 0.5),
+        0.5,
+    )
+    euler_contributions(
+        np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.ones(1), pnl, idx, w, 0.5
+    )
