@@ -163,8 +163,9 @@ def proxied(url: str) -> Iterator[tuple[TcpProxy, str]]:
     parsed = sa.engine.make_url(url)
     proxy = TcpProxy((parsed.host or "127.0.0.1", parsed.port or 5432))
     try:
-        yield proxy, parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(
-            hide_password=False
+        yield (
+            proxy,
+            parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
         )
     finally:
         proxy.close()

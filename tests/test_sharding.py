@@ -5,6 +5,7 @@ multiprocess executor into the warehouse."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def test_bounds_cover_every_account_once_and_balance_work() -> None:
         bounds = shard_bounds(work, shards)
         assert bounds[0][0] == 0 and bounds[-1][1] == work.size
         assert all(a < b for a, b in bounds), "no empty shard"
-        assert all(b1 == a2 for (_, b1), (a2, _) in zip(bounds, bounds[1:], strict=False))
+        assert all(b1 == a2 for (_, b1), (a2, _) in itertools.pairwise(bounds))
         assert len(bounds) <= shards
     totals = [int(work[a:b].sum()) for a, b in shard_bounds(work, 4)]
     assert max(totals) - min(totals) <= 2 * int(work.max())  # within one account's work
@@ -53,9 +54,7 @@ def test_bounds_cover_every_account_once_and_balance_work() -> None:
 
 
 @pytest.mark.parametrize("shards", [2, 3, 7, 500])
-def test_every_position_and_account_in_exactly_one_shard(
-    inputs: MarginInputs, shards: int
-) -> None:
+def test_every_position_and_account_in_exactly_one_shard(inputs: MarginInputs, shards: int) -> None:
     parts = shard_inputs(inputs, shards)
     assert len(parts) == min(shards, inputs.positions.n_accounts)
     accounts = [a for p in parts for a in p.positions.accounts]

@@ -104,8 +104,7 @@ def test_ties_rank_the_lower_scenario_first() -> None:
     """Equal losses: the tail takes the lower scenario index (a canonical order)."""
     pnl = np.array([[-1.0, -2.0, -2.0, -2.0, 0.0, 1.0, 3.0, -1.0, 0.5, 0.0]])
     matrix = sp.csr_array(np.array([[1.0]]))
-    w = [np.full(10, 0.1)]
-    confidence = 1 - 0.25  # 2.5 scenarios: two at loss 2, half of the third
+    w = [np.full(10, 0.1)]  # tail mass 0.25: 2.5 scenarios, two at loss 2, half of the third
     es, idx, tw = tail_kernel.account_tails(
         matrix.indptr.astype(np.int64),
         matrix.indices.astype(np.int64),
