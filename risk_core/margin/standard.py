@@ -79,13 +79,15 @@ def compute(inputs: MarginInputs, params: Mapping[str, Any]) -> MarginResult:
         option, np.where(short, "short_option_margin", "long_option_margin"), "delta_one_margin"
     )
 
-    pools = instrument_pool(inputs, mode)[code].astype(str)
-    fx = np.array([pool_usd(p, inputs.index_prices) for p in pools]) if len(pools) else np.zeros(0)
+    # pool and its USD rate per instrument (thousands), then per position by code
+    instrument_pools = instrument_pool(inputs, mode).astype(str)
+    instrument_fx = np.array([pool_usd(p, inputs.index_prices) for p in instrument_pools])
+    fx = instrument_fx[code]
     per_position = pl.DataFrame(
         {
             "account_id": frame["account_id"],
             "instrument_id": frame["instrument_id"],
-            "pool_currency": pools,
+            "pool_currency": pl.Series(instrument_pools, dtype=pl.String).gather(code),
             "component": component,
             "im": im / np.where(fx > 0, fx, 1.0),
             "mm": mm / np.where(fx > 0, fx, 1.0),
