@@ -1,16 +1,23 @@
 """A realistic landing zone for any date and size: ``margin-eod generate``.
 
-The market comes from :mod:`risk_core.landing.generator_market`; this module builds the
-book: accounts of the kinds real venues have, each with positions of its strategy and
-collateral sized against a rough margin estimate (a heuristic: 15 % of the index per
-short option contract, 10 % of futures notional) so that some accounts sit near a
-margin call. Deterministic for a seed: same arguments, byte-identical files.
+The market comes from :mod:`risk_core.landing.generator_market`, the strategies from
+:mod:`risk_core.landing.generator_book`; this module assembles the book: accounts of the
+kinds real venues have (market makers with many options and a perpetual delta hedge,
+covered calls with coin collateral, put sellers, vertical spreads, calendars,
+directional futures, perpetuals and options, basis spot against futures, boxes), each
+with exactly its number of positions (unique instruments, no zero quantity), and
+collateral in coins or stablecoins sized against a rough margin estimate (a heuristic:
+15 % of the index per short option contract, 10 % of futures notional) so that about
+``NEAR_CALL_SHARE`` of the accounts sit near a margin call.
+
+Built in bulk with NumPy and Polars (1,000,000 positions in a few seconds).
+Deterministic: one generator seeded with (seed, business date) draws everything in a
+fixed order, so the same arguments write byte-identical files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,22 +28,33 @@ import polars as pl
 from numpy.typing import NDArray
 
 from risk_core.landing import schemas
-from risk_core.landing.generator_market import Market, build_market, price_history
+from risk_core.landing.generator_book import (
+    ARCHETYPES,
+    NAMES,
+    Chain,
+    Legs,
+    build_chain,
+    directional,
+    directional_quantity,
+    strategy_legs,
+)
+from risk_core.landing.generator_market import build_market, price_history
 from risk_core.landing.schemas import COLLATERAL, POSITIONS, Dataset
 
-ARCHETYPES = (
-    ("market_maker", 0.08, 12.0),  # name, share of accounts, relative number of positions
-    ("covered_call", 0.12, 1.0),
-    ("put_seller", 0.12, 1.0),
-    ("vertical_spread", 0.10, 1.0),
-    ("calendar_spread", 0.08, 1.0),
-    ("directional", 0.35, 1.0),
-    ("basis", 0.10, 1.0),
-    ("box", 0.05, 1.0),
-)
+__all__ = [
+    "ARCHETYPES",
+    "MAX_POSITIONS_PER_ACCOUNT",
+    "NEAR_CALL_SHARE",
+    "GeneratedLanding",
+    "generate_landing",
+]
+
+I64 = NDArray[np.int64]
 #: Share of accounts whose collateral is set just around their margin estimate.
 NEAR_CALL_SHARE = 0.08
 MAX_POSITIONS_PER_ACCOUNT = 1_200
+#: Rounds of directional legs (each drawing more) before topping up from unheld instruments.
+FILL_ROUNDS = 4
 
 
 @dataclass(frozen=True)
@@ -44,171 +62,150 @@ class GeneratedLanding:
     folder: Path
     files: dict[str, Path]
     rows: dict[str, int]
+    #: archetype -> number of accounts
     archetypes: dict[str, int] = field(default_factory=dict)
     #: account_id -> archetype
     account_archetype: dict[str, str] = field(default_factory=dict)
 
 
-class _Chain:
-    """Instrument lookups of the generated market, by underlying."""
+def _counts(accounts: int, positions: int, kinds: I64, cap: int) -> I64:
+    """Positions per account: every account at least one while positions last, the rest
+    spread by each archetype's weight (market makers hold large books), at most ``cap``
+    each (the excess goes to the first accounts with room). Needs positions <= accounts
+    * cap."""
+    if positions <= accounts:
+        return (np.arange(accounts) < positions).astype(np.int64)
+    w = np.array([weight for _, _, weight in ARCHETYPES])[kinds]
+    extra = positions - accounts
+    share = np.floor(extra * w / w.sum()).astype(np.int64)
+    share[np.argsort(-w, kind="stable")[: extra - int(share.sum())]] += 1
+    counts: I64 = np.minimum(1 + share, cap)
+    room = cap - counts
+    before = np.cumsum(room) - room
+    spill: I64 = np.clip(positions - int(counts.sum()) - before, 0, room)
+    return counts + spill
 
-    def __init__(self, market: Market) -> None:
-        inst = market.instruments.join(market.index_prices, on="underlying", how="left")
-        self.index = dict(
-            zip(market.index_prices["underlying"], market.index_prices["index_price"], strict=True)
+
+def _fill(candidates: Legs, counts: I64, chain: Chain, rng: np.random.Generator) -> Legs:
+    """Exactly ``counts[a]`` legs for account ``a`` (needs counts <= chain.n): its
+    candidates in order, then directional legs, then instruments it does not hold yet;
+    skipping instruments it already holds and zero quantities."""
+    parts = [_keep(candidates, counts, chain.n, np.zeros(0, np.int64))]
+    held = np.bincount(parts[0].account, minlength=counts.size)
+    for oversample in range(1, FILL_ROUNDS + 1):
+        short = counts - held
+        if not short.any():
+            return Legs.concat(parts)
+        kept = Legs.concat(parts)
+        draws = directional(np.repeat(np.arange(counts.size), short * oversample), chain, rng)
+        parts.append(_keep(draws, short, chain.n, np.sort(_keys(kept, chain.n))))
+        held += np.bincount(parts[-1].account, minlength=counts.size)
+    if (counts > held).any():
+        parts.append(_unheld(Legs.concat(parts), counts - held, chain, rng))
+    return Legs.concat(parts)
+
+
+def _keys(legs: Legs, n_instruments: int) -> I64:
+    return legs.account * n_instruments + legs.instrument
+
+
+def _keep(legs: Legs, room: I64, n_instruments: int, held_keys: I64) -> Legs:
+    """In the given order, at most ``room[a]`` legs of account ``a``: none whose
+    instrument it holds (``held_keys``, sorted) or got earlier in ``legs``, none zero."""
+    keys = _keys(legs, n_instruments)
+    ok = (legs.instrument >= 0) & (legs.quantity != 0.0)
+    if held_keys.size:
+        at = np.minimum(np.searchsorted(held_keys, keys), held_keys.size - 1)
+        ok &= held_keys[at] != keys
+    rows = np.flatnonzero(ok)
+    _, first = np.unique(keys[rows], return_index=True)  # first occurrence of each key
+    rows = np.sort(rows[first])
+    rows = rows[np.argsort(legs.account[rows], kind="stable")]
+    acc = legs.account[rows]
+    starts = np.flatnonzero(np.r_[True, acc[1:] != acc[:-1]])
+    rank = np.arange(acc.size) - np.repeat(starts, np.diff(np.r_[starts, acc.size]))
+    return legs.take(rows[rank < room[acc]])
+
+
+def _unheld(kept: Legs, short: I64, chain: Chain, rng: np.random.Generator) -> Legs:
+    """``short[a]`` instruments that account ``a`` does not hold, uniformly at random."""
+    accounts = np.flatnonzero(short)
+    row = np.full(short.size, -1)
+    parts = []
+    for start in range(0, accounts.size, 1_024):  # bounds the memory of the random keys
+        chunk = accounts[start : start + 1_024]
+        row[chunk] = np.arange(chunk.size)
+        mine = row[kept.account] >= 0
+        keys = rng.random((chunk.size, chain.n))
+        keys[row[kept.account[mine]], kept.instrument[mine]] = 2.0  # held: sorted last
+        order = np.argsort(keys, axis=1)
+        inst = order[np.arange(chain.n) < short[chunk, None]]
+        parts.append(
+            Legs(np.repeat(chunk, short[chunk]), inst, directional_quantity(inst, chain, rng))
         )
-        self.options: dict[str, pl.DataFrame] = {}
-        self.futures: dict[str, list[str]] = {}
-        self.perps: dict[str, list[str]] = {}
-        self.spot: dict[str, str] = {}
-        self.size: dict[str, float] = dict(
-            zip(inst["instrument_id"], inst["contract_size"], strict=True)
+        row[chunk] = -1
+    return Legs.concat(parts)
+
+
+def _collateral(
+    legs: Legs,
+    kinds: I64,
+    underlying: I64,
+    chain: Chain,
+    ids: pl.Series,
+    rng: np.random.Generator,
+) -> pl.DataFrame:
+    """One collateral row per account, worth its rough margin times a factor (0.9-1.3
+    for ``NEAR_CALL_SHARE`` of accounts, else lognormal around 2.7), at least 1,000 USD:
+    coins (BTC or ETH; always for covered calls and basis) or stablecoins (USDC 70 %,
+    USDT). Covered-call accounts also hold the coins of their short calls."""
+    accounts = kinds.size
+    need = np.bincount(legs.account, weights=_rough_margin_usd(legs, chain), minlength=accounts)
+    near = rng.random(accounts) < NEAR_CALL_SHARE
+    factor = np.where(near, rng.uniform(0.9, 1.3, accounts), rng.lognormal(1.0, 0.4, accounts))
+    equity = np.maximum(need * factor, 1_000.0)
+    n_coins = chain.coins.size
+    coin_kind = np.isin(kinds, [NAMES.index("covered_call"), NAMES.index("basis")])
+    coin = (coin_kind | (rng.random(accounts) < 0.3)) & (n_coins > 0)
+    coin_u = chain.coins[rng.integers(n_coins, size=accounts)] if n_coins else 0 * kinds
+    stable = np.where(rng.random(accounts) < 0.7, "USDC", "USDT")
+    names = np.array(chain.names)
+    asset = np.where(coin, names[coin_u], stable)
+    amount = np.where(coin, np.round(equity / chain.index[coin_u], 8), np.round(equity, 2))
+    q = legs.quantity
+    covered_call = chain.is_call[legs.instrument] & (q < 0)
+    covered_call &= chain.underlying[legs.instrument] == underlying[legs.account]
+    covered = np.bincount(legs.account, weights=np.where(covered_call, -q, 0.0), minlength=accounts)
+    extra = (kinds == NAMES.index("covered_call")) & (covered > 0) & (asset != names[underlying])
+    return (
+        pl.DataFrame(
+            {
+                "account_id": pl.concat([ids, ids.filter(extra)]),
+                "asset": np.concatenate([asset, names[underlying[extra]]]),
+                "amount": np.concatenate([amount, np.round(covered[extra], 8)]),
+            },
+            schema=COLLATERAL.schema,
         )
-        self.inverse_usd = set(inst.filter(pl.col("contract_unit") == "usd")["instrument_id"])
-        for u in sorted(set(inst["underlying"])):
-            sub = inst.filter(pl.col("underlying") == u)
-            opts = sub.filter(pl.col("kind") == "option").with_columns(
-                pl.col("instrument_id")
-                .replace_strict(market.option_delta, default=0.0)
-                .alias("delta")
-            )
-            self.options[u] = opts.sort("expiry", "strike", "option_type")
-            self.futures[u] = (
-                sub.filter(pl.col("kind") == "future").sort("expiry")["instrument_id"].to_list()
-            )
-            self.perps[u] = sub.filter(pl.col("kind") == "perpetual")["instrument_id"].to_list()
-            self.spot[u] = sub.filter(pl.col("kind") == "spot")["instrument_id"][0]
-        self.underlyings = [u for u in ("BTC", "ETH", "SOL") if u in self.options]
-        self.coins = [u for u in ("BTC", "ETH") if u in self.options]
-
-    def contracts_for_coins(self, instrument: str, coins: float) -> float:
-        """Contracts of ``instrument`` worth ``coins`` of underlying (rounded, >= 1)."""
-        if instrument in self.inverse_usd:
-            u = instrument.split("-")[0]
-            return float(max(1.0, round(coins * self.index[u] / self.size[instrument])))
-        return float(max(0.1, round(coins / self.size[instrument], 1)))
-
-
-def _pick_option(
-    rng: np.random.Generator, opts: pl.DataFrame, option_type: str, delta_range: tuple[float, float]
-) -> str:
-    lo, hi = delta_range
-    sub = opts.filter(
-        (pl.col("option_type") == option_type)
-        & (pl.col("delta").abs() >= lo)
-        & (pl.col("delta").abs() <= hi)
+        .group_by("account_id", "asset")
+        .agg(pl.col("amount").sum())
+        .sort("account_id", "asset")
     )
-    if sub.is_empty():
-        sub = opts.filter(pl.col("option_type") == option_type)
-    return str(sub["instrument_id"][int(rng.integers(sub.height))])
 
 
-def _legs(kind: str, rng: np.random.Generator, chain: _Chain, n: int) -> list[tuple[str, float]]:
-    """Up to ``n`` legs (instrument, signed contracts) of the archetype's strategy."""
-    u = str(rng.choice(chain.coins if kind in ("covered_call", "basis") else chain.underlyings))
-    opts = chain.options[u]
-    unit = {"BTC": 1.0, "ETH": 10.0, "SOL": 100.0}[u]
-    size = float(np.round(unit * rng.lognormal(0.0, 0.8), 1)) or 0.1
-    legs: list[tuple[str, float]] = []
-    expiries = opts["expiry"].unique().sort().to_list()
-    if kind == "market_maker":
-        ids = opts["instrument_id"].to_list()
-        choice = rng.choice(len(ids), size=min(max(n - 1, 1), len(ids)), replace=False)
-        for i in sorted(choice):
-            legs.append(
-                (
-                    ids[i],
-                    float(np.round(rng.choice([-1, 1]) * size * rng.uniform(0.5, 5), 1)) or 0.1,
-                )
-            )
-        delta = sum(
-            float(opts["delta"][int(i)]) * q for i, (_, q) in zip(sorted(choice), legs, strict=True)
-        )
-        perp = chain.perps[u][0]
-        hedge = -chain.contracts_for_coins(perp, abs(delta)) * np.sign(delta)
-        legs.append((perp, float(hedge) if hedge else 1.0))
-    elif kind in ("covered_call", "put_seller"):
-        typ, band = ("C", (0.15, 0.4)) if kind == "covered_call" else ("P", (0.1, 0.35))
-        for e in rng.permutation(len(expiries))[:n]:
-            legs.append(
-                (_pick_option(rng, opts.filter(pl.col("expiry") == expiries[e]), typ, band), -size)
-            )
-    elif kind == "vertical_spread":
-        for e in rng.permutation(len(expiries))[: max(1, n // 2)]:
-            sub = opts.filter((pl.col("expiry") == expiries[e]) & (pl.col("option_type") == "C"))
-            i = int(rng.integers(max(sub.height - 2, 1)))
-            legs += [
-                (sub["instrument_id"][i], size),
-                (sub["instrument_id"][min(i + 2, sub.height - 1)], -size),
-            ]
-    elif kind == "calendar_spread":
-        for _ in range(max(1, n // 2)):
-            e1, e2 = sorted(rng.choice(len(expiries), 2, replace=False))
-            near = opts.filter(pl.col("expiry") == expiries[e1])
-            near_id = _pick_option(rng, near, "C", (0.4, 0.6))
-            strike = float(near.filter(pl.col("instrument_id") == near_id)["strike"][0])
-            far = opts.filter((pl.col("expiry") == expiries[e2]) & (pl.col("option_type") == "C"))
-            j = int((far["strike"] - strike).abs().arg_min() or 0)
-            legs += [(near_id, -size), (far["instrument_id"][j], size)]
-    elif kind == "basis":
-        coins = size
-        spot = chain.spot[u]
-        for fut in [*chain.futures[u][-2:]][: max(1, n // 2)]:
-            legs += [(spot, coins), (fut, -chain.contracts_for_coins(fut, coins))]
-    elif kind == "box":
-        e = int(rng.integers(len(expiries)))
-        sub = opts.filter(pl.col("expiry") == expiries[e])
-        strikes = sorted(set(sub["strike"].to_list()))
-        k1, k2 = strikes[len(strikes) // 3], strikes[2 * len(strikes) // 3]
-        by = {
-            (s, t): i
-            for i, s, t in zip(sub["instrument_id"], sub["strike"], sub["option_type"], strict=True)
-        }
-        for (k, t), q in {
-            ((k1, "C"), size),
-            ((k2, "C"), -size),
-            ((k1, "P"), -size),
-            ((k2, "P"), size),
-        }:
-            if (k, t) in by:
-                legs.append((by[(k, t)], q))
-    if len(legs) < n or kind == "directional":
-        legs += _directional(rng, chain, n - len(legs))
-    return legs
+def _rough_margin_usd(legs: Legs, chain: Chain) -> NDArray[np.float64]:
+    """Per leg, USD: 15 % of the index per short option contract, 10 % of the notional
+    of futures and perpetuals (a heuristic, not a margin model); spot and long options 0."""
+    inst, q = legs.instrument, np.abs(legs.quantity)
+    index = chain.index[chain.underlying[inst]]
+    short_option = chain.is_option[inst] & (legs.quantity < 0)
+    notional = np.where(chain.inverse_usd[inst], q * chain.size[inst], q * chain.size[inst] * index)
+    delta_one = ~chain.is_option[inst] & ~chain.is_spot[inst]
+    return np.where(short_option, 0.15 * index * q, np.where(delta_one, 0.10 * notional, 0.0))
 
 
-def _directional(rng: np.random.Generator, chain: _Chain, n: int) -> list[tuple[str, float]]:
-    legs = []
-    for _ in range(max(n, 0)):
-        u = str(rng.choice(chain.underlyings))
-        unit = {"BTC": 1.0, "ETH": 10.0, "SOL": 100.0}[u]
-        coins = float(unit * rng.lognormal(-0.5, 1.0))
-        sign = float(rng.choice([-1.0, 1.0]))
-        r = rng.random()
-        if r < 0.3 and chain.perps[u]:
-            inst = str(rng.choice(chain.perps[u]))
-        elif r < 0.5 and chain.futures[u]:
-            inst = str(rng.choice(chain.futures[u]))
-        else:
-            opts = chain.options[u]
-            inst = str(opts["instrument_id"][int(rng.integers(opts.height))])
-        legs.append((inst, sign * chain.contracts_for_coins(inst, coins)))
-    return legs
-
-
-def _rough_margin(legs: list[tuple[str, float]], chain: _Chain) -> float:
-    """USD: 15 % of the index per short option, 10 % of futures notional (a heuristic)."""
-    total = 0.0
-    for inst, q in legs:
-        u = inst.split("-")[0].split("_")[0]
-        index = chain.index.get(u, 0.0)
-        if inst.endswith(("-C", "-P")):
-            total += 0.15 * index * abs(q) if q < 0 else 0.0
-        elif inst in chain.inverse_usd:
-            total += 0.10 * abs(q) * chain.size[inst]
-        elif inst != chain.spot.get(u):
-            total += 0.10 * abs(q) * index
-    return total
+def _account_ids(accounts: int) -> pl.Series:
+    """ACC000001, ACC000002, ... (six digits, more beyond 999,999 accounts)."""
+    return pl.Series("account_id", [f"ACC{a + 1:06d}" for a in range(accounts)])
 
 
 def _write(frame: pl.DataFrame, dataset: Dataset, folder: Path, file_format: str) -> Path:
@@ -222,28 +219,15 @@ def _write(frame: pl.DataFrame, dataset: Dataset, folder: Path, file_format: str
     return path
 
 
-def _counts(accounts: int, positions: int, kinds: list[str]) -> NDArray[np.int64]:
-    """Positions per account: every account at least one while positions last, the rest
-    spread by each archetype's weight (market makers hold large books)."""
-    weight = {name: w for name, _, w in ARCHETYPES}
-    if positions <= accounts:
-        return np.array([1 if i < positions else 0 for i in range(accounts)])
-    w = np.array([weight[k] for k in kinds], dtype=float)
-    extra = positions - accounts
-    share = np.floor(extra * w / w.sum()).astype(int)
-    share[np.argsort(-w, kind="stable")[: extra - share.sum()]] += 1
-    counts = 1 + share
-    overflow = np.maximum(counts - MAX_POSITIONS_PER_ACCOUNT, 0)
-    counts -= overflow
-    spill = int(overflow.sum())
-    i = 0
-    while spill:
-        room = MAX_POSITIONS_PER_ACCOUNT - counts[i % accounts]
-        take = min(room, spill)
-        counts[i % accounts] += take
-        spill -= take
-        i += 1
-    return np.asarray(counts, dtype=np.int64)
+def _refuse_unfillable(accounts: int, positions: int, cap: int, why: str = "") -> None:
+    """ValueError unless ``positions`` fit in ``accounts`` of at most ``cap`` each."""
+    if accounts < 1 or positions < 1:
+        raise ValueError("accounts and positions must be at least 1")
+    if positions > accounts * cap:
+        raise ValueError(
+            f"{positions:,} positions need at least {-(-positions // cap):,} accounts "
+            f"(at most {cap:,} positions per account{why})"
+        )
 
 
 def generate_landing(
@@ -255,76 +239,39 @@ def generate_landing(
     seed: int = 0,
     history_files: Sequence[Path] = (),
     file_format: Literal["csv", "parquet"] = "csv",
+    strikes_scale: float = 1.0,
 ) -> GeneratedLanding:
-    """Write ``<out_dir>/<date>/`` and ``<out_dir>/reference/price_history`` (see module)."""
+    """Write ``<out_dir>/<date>/`` and ``<out_dir>/reference/price_history`` (see module):
+    ``accounts`` accounts ACC000001... holding exactly ``positions`` positions in all.
+
+    ``strikes_scale`` multiplies the strikes listed per expiry (1.6: about 3,000
+    instruments instead of about 1,900). Refuses (ValueError) sizes it cannot fill: more
+    than ``MAX_POSITIONS_PER_ACCOUNT`` positions per account, or than the market lists
+    instruments."""
     out_dir = Path(out_dir)
-    if accounts < 1 or positions < 1:
-        raise ValueError("accounts and positions must be at least 1")
-    if positions > accounts * MAX_POSITIONS_PER_ACCOUNT:
-        raise ValueError(
-            f"{positions:,} positions need at least "
-            f"{-(-positions // MAX_POSITIONS_PER_ACCOUNT):,} accounts "
-            f"(at most {MAX_POSITIONS_PER_ACCOUNT:,} positions per account)"
-        )
+    _refuse_unfillable(accounts, positions, MAX_POSITIONS_PER_ACCOUNT)
     rng = np.random.default_rng([seed, business_date.toordinal()])
     history = price_history(seed, business_date, tuple(Path(p) for p in history_files))
-    market = build_market(business_date, history, rng)
-    chain = _Chain(market)
+    market = build_market(business_date, history, rng, strikes_scale=strikes_scale)
+    chain = build_chain(market)
+    cap = min(MAX_POSITIONS_PER_ACCOUNT, chain.n)
+    _refuse_unfillable(accounts, positions, cap, f": the market lists {chain.n:,} instruments")
 
-    names = [name for name, _, _ in ARCHETYPES]
-    shares = np.array([s for _, s, _ in ARCHETYPES])
-    kinds = [names[i] for i in rng.choice(len(names), size=accounts, p=shares / shares.sum())]
-    counts = _counts(accounts, positions, kinds)
-    pos_acc: list[str] = []
-    pos_inst: list[str] = []
-    pos_qty: list[float] = []
-    coll_rows: list[tuple[str, str, float]] = []
-    for a in range(accounts):
-        account = f"ACC{a + 1:06d}"
-        n = int(counts[a])
-        legs: dict[str, float] = {}
-        tries = 0
-        while len(legs) < n and tries < 50:
-            batch = (
-                _legs(kinds[a], rng, chain, n - len(legs))
-                if tries == 0
-                else _directional(rng, chain, n - len(legs))
-            )
-            for inst, q in batch:
-                if len(legs) < n and inst not in legs and q != 0.0:
-                    legs[inst] = q
-            tries += 1
-        for inst in sorted(legs):
-            pos_acc.append(account)
-            pos_inst.append(inst)
-            pos_qty.append(legs[inst])
-        need = _rough_margin(list(legs.items()), chain)
-        factor = (
-            rng.uniform(0.9, 1.3) if rng.random() < NEAR_CALL_SHARE else rng.lognormal(1.0, 0.4)
-        )
-        equity = max(need * factor, 1_000.0)
-        coin = kinds[a] in ("covered_call", "basis") or rng.random() < 0.3
-        if coin:
-            asset = str(rng.choice(chain.coins))
-            coll_rows.append((account, asset, round(equity / chain.index[asset], 8)))
-        else:
-            asset = "USDC" if rng.random() < 0.7 else "USDT"
-            coll_rows.append((account, asset, round(equity, 2)))
-        if kinds[a] == "covered_call":
-            covered = sum(-q for _, q in legs.items() if q < 0)
-            u = next(iter(legs)).split("-")[0] if legs else "BTC"
-            if u in chain.coins and u != asset:
-                coll_rows.append((account, u, round(covered, 8)))
+    shares = np.array([share for _, share, _ in ARCHETYPES])
+    kinds = rng.choice(len(ARCHETYPES), size=accounts, p=shares / shares.sum()).astype(np.int64)
+    counts = _counts(accounts, positions, kinds, cap)
+    candidates, underlying = strategy_legs(kinds, counts, chain, rng)
+    legs = _fill(candidates, counts, chain, rng)
+    ids = _account_ids(accounts)
     positions_frame = pl.DataFrame(
-        {"account_id": pos_acc, "instrument_id": pos_inst, "quantity": pos_qty},
+        {
+            "account_id": ids.gather(legs.account),
+            "instrument_id": chain.ids.gather(legs.instrument),
+            "quantity": legs.quantity,
+        },
         schema=POSITIONS.schema,
     ).sort("account_id", "instrument_id")
-    collateral = (
-        pl.DataFrame(coll_rows, schema=COLLATERAL.schema, orient="row")
-        .group_by("account_id", "asset")
-        .agg(pl.col("amount").sum())
-        .sort("account_id", "asset")
-    )
+    collateral = _collateral(legs, kinds, underlying, chain, ids, rng)
     folder = out_dir / business_date.isoformat()
     files = {
         "instruments": _write(market.instruments, schemas.INSTRUMENTS, folder, file_format),
@@ -346,5 +293,7 @@ def generate_landing(
         "collateral": collateral.height,
         "price_history": history.height,
     }
-    account_kind = {f"ACC{a + 1:06d}": kinds[a] for a in range(accounts)}
-    return GeneratedLanding(folder, files, rows, dict(Counter(kinds)), account_kind)
+    per_kind = np.bincount(kinds, minlength=len(NAMES))
+    archetypes = {name: int(k) for name, k in zip(NAMES, per_kind, strict=True) if k}
+    account_kind = dict(zip(ids.to_list(), (NAMES[k] for k in kinds), strict=True))
+    return GeneratedLanding(folder, files, rows, archetypes, account_kind)
