@@ -10,32 +10,33 @@ from assets.common import OWNERS, business_date
 from assets.landing import ValidatedLanding
 from assets.partitions import business_dates
 from assets.risk import MarginRun
-from risk_core import eod
+from risk_core import eod, outputs
 from risk_core.backtest.daily import daily_backtest
-from risk_core.backtest.summary import summarize
+from risk_core.backtest.summary import (
+    stored_dates_needed,
+    summarize_window,
+    window_daily_totals,
+)
 from risk_core.landing.reader import LandingError, read_landing
 from risk_core.margin.base import MarginInputs
 
 
 def _charts(
-    context: dg.AssetExecutionContext, date: dt.date, results: pl.DataFrame
+    context: dg.AssetExecutionContext, date: dt.date, daily: pl.DataFrame
 ) -> dict[str, dg.MetadataValue]:
-    """Per model: total margin against total realized loss over the window, as PNG
-    files in the run's artefacts and inline images in the asset's metadata."""
+    """Per model: total margin against total realized loss over the window (``daily``:
+    the window's daily totals per model, USD), as PNG files in the run's artefacts and
+    inline images in the asset's metadata."""
     import base64
 
     from risk_core.backtest import charts
 
-    if results.is_empty():
+    if daily.is_empty():
         return {}
     folder = context.resources.artefacts.folder("backtest", date, context.run.run_id)
-    totals = (
-        results.group_by("business_date", "model")
-        .agg(pl.col("margin_usd").sum(), pl.col("pnl_usd").sum())
-        .with_columns(
-            pl.lit("all accounts").alias("account_id"),
-            (-pl.col("pnl_usd") > pl.col("margin_usd")).alias("exceedance"),
-        )
+    totals = daily.with_columns(
+        pl.lit("all accounts").alias("account_id"),
+        (-pl.col("pnl_usd") > pl.col("margin_usd")).alias("exceedance"),
     )
     out: dict[str, dg.MetadataValue] = {}
     for model in sorted(set(totals["model"])):
@@ -44,6 +45,10 @@ def _charts(
         out[f"chart_{model}"] = dg.MetadataValue.md(f"![{model}](data:image/png;base64,{encoded})")
         out[f"chart_{model}_file"] = dg.MetadataValue.path(str(path))
     return out
+
+
+#: What the backtest needs of the margin published for D - h.
+MARGIN_COLUMNS = ["account_id", "model", "pool_currency", "initial_margin_usd"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ def backtest_results(
     horizon = int(settings["horizon_days"])
     before_date = date - dt.timedelta(days=horizon)
     warehouse = context.resources.warehouse.get()
-    margin_before = warehouse.read_table("margin_account", before_date)
+    margin_before = warehouse.read_table("margin_account", before_date, columns=MARGIN_COLUMNS)
     try:
         before = read_landing(context.resources.landing.path(), before_date)
     except LandingError as err:
@@ -91,12 +96,16 @@ def backtest_results(
             horizon,
         )
         note = f"book of {before_date} against {date}"
-    history = warehouse.read_table("backtest_result").filter(pl.col("business_date") < date)
-    today = result.with_columns(pl.lit(date).alias("business_date")) if result.height else None
-    frames = [history.drop("run_id")] + ([today] if today is not None else [])
-    combined = pl.concat(frames, how="diagonal_relaxed") if frames else history
-    summary = summarize(combined, date, float(settings["confidence"]), int(settings["window_days"]))
-    charts = _charts(context, date, combined)
+    # The window: today's rows in memory, the stored dates aggregated in the warehouse.
+    today = (
+        result.with_columns(pl.lit(date).alias("business_date"))
+        if result.height
+        else outputs.BACKTEST_RESULT.empty().drop("run_id")
+    )
+    window_days = int(settings["window_days"])
+    stored = warehouse.read_backtest_window(date, stored_dates_needed(today, window_days))
+    summary = summarize_window(stored, today, date, float(settings["confidence"]), window_days)
+    charts = _charts(context, date, window_daily_totals(stored, today))
     lights = dict(summary.select("model", "traffic_light").iter_rows()) if summary.height else {}
     return dg.Output(
         BacktestRun(result, summary, note),

@@ -27,8 +27,9 @@ import hashlib
 import io
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
 import sqlalchemy as sa
@@ -37,6 +38,9 @@ from sqlalchemy.pool import NullPool
 from pipelines.resilience import with_retries
 from risk_core import outputs
 from risk_core.outputs import OutputTable
+
+if TYPE_CHECKING:
+    from risk_core.backtest.summary import WindowAggregates
 
 DDL_DIR = Path(__file__).resolve().parents[1] / "sql" / "ddl"
 VIEWS_DIR = Path(__file__).resolve().parents[1] / "sql" / "views"
@@ -58,6 +62,12 @@ def _quote(name: str) -> str:
 
 def _columns(table: OutputTable) -> str:
     return ", ".join(_quote(c) for c in table.columns)
+
+
+_T = TypeVar("_T")
+#: Runs one SELECT in a read transaction: (sql with :name parameters, parameters, result
+#: schema) -> frame (:meth:`Warehouse.read_consistent`).
+SelectFrame = Callable[[str, Mapping[str, object], Mapping[str, pl.DataType]], pl.DataFrame]
 
 
 #: Seconds a warehouse operation keeps retrying transient errors (``MARGIN_WAREHOUSE_RETRY_S``).
@@ -280,19 +290,138 @@ class Warehouse:
             )
 
     # -- reading --------------------------------------------------------------------------
-    def read_table(self, name: str, business_date: dt.date | None = None) -> pl.DataFrame:
-        """Rows of a table (of one business date), ordered by its key, typed as outputs."""
+    def read_table(
+        self,
+        name: str,
+        business_date: dt.date | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """Rows of a table (of one business date), ordered by its key, typed as outputs.
+
+        ``columns`` restricts the read to those columns, in that order (the rows keep the
+        key's order). Rows travel column-wise (:meth:`read_consistent`): 300,000 rows of
+        ``margin_account`` take a fraction of a second instead of seconds row by row.
+        """
         table = outputs.BY_NAME[name]
-        sql = f"select {_columns(table)} from {table.name}"
+        wanted = list(table.columns) if columns is None else list(columns)
+        unknown = sorted(set(wanted) - set(table.columns))
+        if unknown or not wanted or len(set(wanted)) != len(wanted):
+            raise WarehouseError(f"{name}: cannot read columns {wanted} (unknown: {unknown})")
+        schema = {c: table.columns[c] for c in wanted}
+        sql = f"select {', '.join(_quote(c) for c in wanted)} from {table.name}"
         params: dict[str, object] = {}
         if business_date is not None:
             sql += " where business_date = :business_date"
             params["business_date"] = business_date
         sql += " order by " + ", ".join(_quote(k) for k in table.key)
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.text(sql), params).fetchall()
-        frame = pl.DataFrame([tuple(r) for r in rows], schema=list(table.columns), orient="row")
-        return frame.cast(table.columns, strict=False)  # type: ignore[arg-type]
+        return self.read_consistent(f"read {name}", lambda select: select(sql, params, schema))
+
+    def read_consistent(self, what: str, read: Callable[[SelectFrame], _T]) -> _T:
+        """Run ``read`` in one read-only transaction that sees a single snapshot of the
+        warehouse (PostgreSQL: repeatable read; DuckDB: one transaction), retried whole
+        on transient errors; ``what`` names the read in logs and errors.
+
+        ``read`` gets ``select(sql, params, schema)``: it runs one SELECT whose table and
+        column names come from :mod:`risk_core.outputs` and whose values are ``:name``
+        bound parameters, and returns its rows as a frame of ``schema`` (the select
+        list's names, in order). Rows travel column-wise, never as Python tuples: DuckDB
+        through Arrow, PostgreSQL through ``COPY (select ...) TO STDOUT`` in CSV; other
+        backends row by row.
+        """
+
+        def attempt() -> _T:
+            with self.engine.connect() as conn:
+                raw = conn.connection.driver_connection
+                if self.dialect == "duckdb":
+                    raw.execute("begin transaction")
+                elif self.dialect == "postgresql":
+                    with raw.cursor() as cursor:  # the text forms that _copy_out parses
+                        cursor.execute("set transaction isolation level repeatable read, read only")
+                        cursor.execute("set local timezone = 'UTC'")
+                        cursor.execute("set local datestyle = 'ISO, YMD'")
+                        cursor.execute("set local extra_float_digits = 3")
+                try:
+                    return read(lambda sql, params, schema: self._select(conn, sql, params, schema))
+                finally:
+                    if self.dialect == "duckdb":
+                        raw.execute("rollback")
+
+        return self._retrying(what, attempt)  # type: ignore[return-value]
+
+    def read_backtest_window(self, before: dt.date, dates: int) -> WindowAggregates:
+        """backtest_result aggregated over its last ``dates`` business dates before
+        ``before``, in the warehouse (:mod:`pipelines.backtest_store`)."""
+        from pipelines.backtest_store import read_window
+
+        return read_window(self, before, dates)
+
+    def _select(
+        self,
+        conn: sa.Connection,
+        sql: str,
+        params: Mapping[str, object],
+        schema: Mapping[str, pl.DataType],
+    ) -> pl.DataFrame:
+        """One SELECT on ``conn`` as a frame of ``schema`` (see :meth:`read_consistent`)."""
+        compiled = sa.text(sql).compile(dialect=conn.dialect)
+        raw = conn.connection.driver_connection
+        if self.dialect == "duckdb":
+            arguments = [params[p] for p in compiled.positiontup or ()]
+            fetched = pl.DataFrame(raw.execute(str(compiled), arguments).to_arrow_table())
+        elif self.dialect == "postgresql":
+            fetched = self._copy_out(raw, str(compiled), params, schema)
+        else:
+            rows = conn.execute(sa.text(sql), dict(params)).fetchall()
+            fetched = pl.DataFrame([tuple(r) for r in rows], schema=list(schema), orient="row")
+            return fetched.cast(dict(schema), strict=False)
+        if fetched.columns != list(schema):
+            raise WarehouseError(f"select returned columns {fetched.columns}, not {list(schema)}")
+        return fetched.cast(dict(schema), strict=True)
+
+    @staticmethod
+    def _copy_out(
+        raw: Any, sql: str, params: Mapping[str, object], schema: Mapping[str, pl.DataType]
+    ) -> pl.DataFrame:
+        """PostgreSQL: the rows of ``sql`` through ``COPY ... TO STDOUT`` in CSV (psycopg
+        binds ``params`` client-side, quoted), parsed by Polars.
+
+        The transaction's settings (:meth:`read_consistent`) fix the text forms: dates
+        ``YYYY-MM-DD``, timestamps in UTC ``YYYY-MM-DD HH:MM:SS[.ffffff]+00``, floats
+        exact (shortest round-trip digits, ``NaN``, ``Infinity``), booleans ``t``/``f``.
+        NULL is an unquoted empty field and an empty string a quoted one, which Polars
+        reads back as null and ``""``.
+        """
+        copy_sql = f"copy ({sql}) to stdout with (format csv)"
+        chunks: list[bytes] = []
+        with raw.cursor() as cursor, cursor.copy(copy_sql, dict(params) or None) as copy:
+            chunks.extend(bytes(chunk) for chunk in copy)
+        data = b"".join(chunks)
+        if not data:
+            return pl.DataFrame(schema=dict(schema))
+        as_text = {
+            c: t if t in (pl.Float64, pl.Int64, pl.String) else pl.String for c, t in schema.items()
+        }
+        frame = pl.read_csv(io.BytesIO(data), has_header=False, schema=as_text)
+        converted = []
+        for column, dtype in schema.items():
+            text = pl.col(column)
+            if dtype == pl.Boolean:
+                converted.append(text == "t")
+            elif dtype == pl.Date:
+                converted.append(text.str.to_date("%Y-%m-%d"))
+            elif isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+                converted.append(
+                    text.str.to_datetime(
+                        "%Y-%m-%d %H:%M:%S%.f%#z", time_unit=dtype.time_unit, time_zone="UTC"
+                    ).dt.convert_time_zone(dtype.time_zone)
+                )
+            elif isinstance(dtype, pl.Datetime):
+                converted.append(
+                    text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit=dtype.time_unit)
+                )
+            else:
+                converted.append(text.cast(dtype, strict=True))
+        return frame.select(converted)
 
     def has_table(self, name: str) -> bool:
         return sa.inspect(self.engine).has_table(outputs.BY_NAME[name].name)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from risk_core import outputs
 from risk_core.frames import group_sum
@@ -40,18 +41,33 @@ def _mark_value(table: InstrumentTable) -> np.ndarray:
     )
 
 
+def _rows_in(keys: NDArray[np.object_], table: NDArray[np.object_]) -> NDArray[np.int64]:
+    """For each of ``keys``, the first row of ``table`` holding it; -1 where none does."""
+    lookup = (
+        pl.DataFrame({"key": pl.Series(table.tolist(), dtype=pl.String)})
+        .with_row_index("row")
+        .group_by("key")
+        .agg(pl.col("row").min())
+    )
+    joined = pl.DataFrame({"key": pl.Series(keys.tolist(), dtype=pl.String)}).join(
+        lookup, on="key", how="left", maintain_order="left"
+    )
+    return joined["row"].fill_null(-1).to_numpy().astype(np.int64)
+
+
 def position_pnl(
     positions: pl.DataFrame, before: InstrumentTable, after: InstrumentTable, elapsed_days: float
 ) -> np.ndarray:
     """USD P&L of each position of ``positions`` (booked against ``before``) at ``after``."""
     code = before.codes(positions["instrument_id"])
     q = positions["quantity"].to_numpy().astype(np.float64)
-    ids_after = {str(i): n for n, i in enumerate(after.instrument_id)}
-    index_after = {u: float(after.index[after.underlying == u][0]) for u in after.underlyings}
-    found = np.array([ids_after.get(str(i), -1) for i in before.instrument_id[code]])
+    # Each position's instrument in ``after`` (-1: no longer quoted), and the index price
+    # of its underlying there (NaN when ``after`` has none: row -1 of the padded array).
+    found = _rows_in(before.instrument_id, after.instrument_id)[code]
     listed = found >= 0
     where = np.maximum(found, 0)
-    s_after = np.array([index_after.get(str(u), np.nan) for u in before.underlying[code]])
+    index_row = _rows_in(before.underlying, after.underlying)[code]
+    s_after = np.append(after.index, np.nan)[index_row]
     if np.any(~listed & np.isnan(s_after)):
         missing = sorted(set(before.underlying[code][~listed & np.isnan(s_after)].tolist()))
         raise ValueError(f"no index price on the later date for {missing}")

@@ -221,7 +221,7 @@ def warm_up() -> None:
     and the container image call it once so that no run pays the compilation."""
     one = np.ones(1, dtype=np.int64)
     pnl = np.ones((1, 2))
-    es, idx, w = account_tails(
+    _es, idx, w = account_tails(
         np.array([0, 1], dtype=np.int64),
         np.zeros(1, dtype=np.int64),
         np.ones(1),

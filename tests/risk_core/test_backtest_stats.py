@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import math
 
 import numpy as np
+import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 from scipy.stats import binom, chi2
 
-from risk_core.backtest import stats
+from risk_core.backtest import stats, summary
 
 
 @pytest.mark.parametrize(
@@ -100,3 +103,62 @@ def test_conditional_coverage_adds_both_tests() -> None:
     lr = stats.kupiec_lr(250, 4, 0.99) + stats.christoffersen_lr(t)
     assert stats.conditional_coverage_pvalue(250, 4, 0.99, t) == pytest.approx(chi2.sf(lr, 2))
     assert stats.conditional_coverage_pvalue(250, 4, 0.99, t) < stats.kupiec_pvalue(250, 4, 0.99)
+
+
+@st.composite
+def _backtest_rows(draw: st.DrawFn) -> pl.DataFrame:
+    """backtest_result rows of a few dates, accounts and models; any account may miss
+    any date, exceedances are arbitrary."""
+    dates = draw(st.integers(1, 7))
+    accounts = draw(st.integers(1, 4))
+    models = draw(st.sampled_from([["portfolio"], ["portfolio", "standard"]]))
+    cells = [
+        (dt.date(2026, 1, 1) + dt.timedelta(days=d), f"A{a}", m)
+        for d in range(dates)
+        for a in range(accounts)
+        for m in models
+    ]
+    present = draw(st.lists(st.booleans(), min_size=len(cells), max_size=len(cells)))
+    hits = draw(st.lists(st.booleans(), min_size=len(cells), max_size=len(cells)))
+    rows = [
+        (date, account, model, 1, 100.0 + 7.0 * i, -150.0 if hit else 10.0, hit)
+        for i, ((date, account, model), keep, hit) in enumerate(
+            zip(cells, present, hits, strict=True)
+        )
+        if keep
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={
+            "business_date": pl.Date,
+            "account_id": pl.String,
+            "model": pl.String,
+            "horizon_days": pl.Int64,
+            "margin_usd": pl.Float64,
+            "pnl_usd": pl.Float64,
+            "exceedance": pl.Boolean,
+        },
+        orient="row",
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=_backtest_rows(), window=st.integers(1, 9), recent_dates=st.integers(0, 2))
+def test_summary_from_aggregates_equals_summarize(
+    rows: pl.DataFrame, window: int, recent_dates: int
+) -> None:
+    """Split the history into stored dates (aggregated, as the warehouse returns them)
+    and the last ``recent_dates`` dates in memory: the summary is ``summarize``'s."""
+    assume(rows.height > 0)
+    dates = sorted(set(rows["business_date"].to_list()))
+    cut = dates[-recent_dates] if 0 < recent_dates <= len(dates) else None
+    recent = rows.filter(pl.col("business_date") >= cut) if cut else rows.clear()
+    stored_rows = rows.filter(pl.col("business_date") < cut) if cut else rows
+    wanted = summary.stored_dates_needed(recent, window)
+    kept = sorted(set(stored_rows["business_date"].to_list()))[-wanted:] if wanted else []
+    stored, _ = summary.aggregate(stored_rows.filter(pl.col("business_date").is_in(kept)))
+    as_of = dates[-1]
+    fast = summary.summarize_window(stored, recent, as_of, 0.99, window)
+    slow = summary.summarize(rows, as_of, 0.99, window)
+    assert fast.height == slow.height > 0
+    assert_frame_equal(fast, slow, check_exact=False, rel_tol=1e-12)
