@@ -39,12 +39,12 @@ def _expectation(rule: Rule) -> Any:
         return gxe.ExpectTableRowCountToBeBetween(meta=meta, **rule.options)
     if rule.kind == "flag":
         return gxe.ExpectColumnValuesToBeInSet(
-            column=_flag_column(rule), value_set=[True], meta=meta
+            column=flag_column(rule), value_set=[True], meta=meta
         )
     raise ValueError(f"unknown rule kind {rule.kind}")
 
 
-def _flag_column(rule: Rule) -> str:
+def flag_column(rule: Rule) -> str:
     return f"_ok_{FLAG_NAMES.get((rule.dataset, rule.check), rule.check)}"
 
 

@@ -19,9 +19,12 @@ class CheckResult:
     severity: Literal["error", "warning"]
     success: bool
     failed_rows: int
-    #: names the column, the rule and up to five sample rows (1-based data rows)
+    #: names the column, the rule and up to five sample rows (1-based data rows of the file)
     detail: str
     file: str
+    #: the same without file row numbers, the samples named by their values: what the
+    #: warehouse keeps, so that it does not depend on the order of the file's rows
+    published_detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class ValidationReport:
                 "severity": [r.severity for r in self.results],
                 "success": [r.success for r in self.results],
                 "failed_rows": [r.failed_rows for r in self.results],
-                "detail": [r.detail for r in self.results],
+                "detail": [r.published_detail or r.detail for r in self.results],
             },
             schema=outputs.DATA_QUALITY.schema,
         )

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from quality.gx_runner import run_suites
+from quality.gx_runner import flag_column, run_suites
 from quality.report import CheckResult, ValidationReport
 from risk_core.conventions import CONTRACT_UNITS, KINDS, OPTION_TYPES, SETTLEMENTS
 from risk_core.landing.reader import LandingData
@@ -377,18 +377,23 @@ def validate_landing(data: LandingData, data_docs_dir: Path | None = None) -> Va
 def _result(
     data: LandingData, dataset: str, rule: Rule, frame: pl.DataFrame, rows: list[int], n: int
 ) -> CheckResult:
+    """The outcome of one rule. Samples of a flag rule (every soft check: the only
+    failures ever published) are its failing rows first by the dataset's key, so they
+    do not depend on the file's row order; others are GX's first failing rows."""
     path = str(data.files.get(dataset, dataset))
     if n == 0:
-        return CheckResult(
-            dataset, rule.check, rule.severity, True, 0, f"{rule.column}: {rule.text}", path
-        )
+        text = f"{rule.column}: {rule.text}"
+        return CheckResult(dataset, rule.check, rule.severity, True, 0, text, path, text)
+    if rule.kind == "flag":
+        schema = BY_NAME.get(rule.dataset)
+        key = [c for c in (schema.key if schema else ()) if c in frame.columns]
+        failing = frame.with_row_index("_row").filter(~pl.col(flag_column(rule)).fill_null(False))
+        rows = failing.sort(key or "_row", maintain_order=True).head(SAMPLE)["_row"].to_list()
     shown = frame.drop([c for c in frame.columns if c.startswith("_ok_")])
-    samples = "; ".join(
-        f"row {r + 1}: " + ", ".join(f"{k}={v!r}" for k, v in shown.row(r, named=True).items())
-        for r in rows[:SAMPLE]
-        if r < shown.height
-    )
-    detail = f"{rule.column}: {rule.text}; {n} row(s) fail" + (
-        f", e.g. {samples}" if samples else ""
-    )
-    return CheckResult(dataset, rule.check, rule.severity, False, n, detail, path)
+    rows = [r for r in rows[:SAMPLE] if r < shown.height]
+    values = [", ".join(f"{k}={v!r}" for k, v in shown.row(r, named=True).items()) for r in rows]
+    head = f"{rule.column}: {rule.text}; {n} row(s) fail"
+    with_rows = "; ".join(f"row {r + 1}: {v}" for r, v in zip(rows, values, strict=True))
+    detail = head + (f", e.g. {with_rows}" if rows else "")
+    published = head + (f", e.g. {'; '.join(values)}" if rows else "")
+    return CheckResult(dataset, rule.check, rule.severity, False, n, detail, path, published)

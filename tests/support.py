@@ -114,6 +114,10 @@ class TcpProxy:
 
     def refuse(self) -> None:
         if self._listener is not None:
+            # shutdown wakes the thread blocked in accept(); close alone would leave
+            # the port listening until that accept() returned
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         self.cut()

@@ -11,12 +11,45 @@ window's rows (75 million at 100,000 accounts and 3 models) in Python.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from risk_core.backtest import stats
 from risk_core.frames import group_sum
+
+
+def _summary_row(
+    as_of: dt.date,
+    model: str,
+    dates: Sequence[dt.date],
+    n: int,
+    x: int,
+    transitions: stats.Transitions,
+    margin: NDArray[np.float64],
+    confidence: float,
+) -> dict[str, object]:
+    """One backtest_summary row: ``n`` observations with ``x`` exceedances over
+    ``dates``, the exceedance transitions and the daily total margin (USD)."""
+    return {
+        "as_of_date": as_of,
+        "model": model,
+        "window_start": dates[0],
+        "window_end": dates[-1],
+        "observations": n,
+        "exceedances": x,
+        "expected_exceedances": n * (1.0 - confidence),
+        "confidence": confidence,
+        "kupiec_pvalue": stats.kupiec_pvalue(n, x, confidence),
+        "christoffersen_pvalue": stats.christoffersen_pvalue(transitions),
+        "traffic_light": stats.traffic_light(n, x, confidence),
+        "peak_to_trough": stats.peak_to_trough(margin),
+        "max_increase_5d": stats.max_increase(margin, 5),
+        "max_increase_30d": stats.max_increase(margin, 30),
+    }
 
 
 def summarize(
@@ -45,24 +78,7 @@ def summarize(
             mine.group_by("business_date").agg(pl.col("margin_usd").sum()).sort("business_date")
         )
         margin = totals["margin_usd"].to_numpy()
-        rows.append(
-            {
-                "as_of_date": as_of,
-                "model": model,
-                "window_start": dates[0],
-                "window_end": dates[-1],
-                "observations": n,
-                "exceedances": x,
-                "expected_exceedances": n * (1.0 - confidence),
-                "confidence": confidence,
-                "kupiec_pvalue": stats.kupiec_pvalue(n, x, confidence),
-                "christoffersen_pvalue": stats.christoffersen_pvalue(transitions),
-                "traffic_light": stats.traffic_light(n, x, confidence),
-                "peak_to_trough": stats.peak_to_trough(margin),
-                "max_increase_5d": stats.max_increase(margin, 5),
-                "max_increase_30d": stats.max_increase(margin, 30),
-            }
-        )
+        rows.append(_summary_row(as_of, model, dates, n, x, transitions, margin, confidence))
     return pl.DataFrame(rows)
 
 
@@ -239,22 +255,5 @@ def summarize_window(
         n, x = int(row["observations"]), int(row["exceedances"])
         transitions = stats.Transitions(row["n00"], row["n01"], row["n10"], row["n11"])
         margin = daily.filter(pl.col("model") == row["model"])["margin_usd"].to_numpy()
-        rows.append(
-            {
-                "as_of_date": as_of,
-                "model": row["model"],
-                "window_start": dates[0],
-                "window_end": dates[-1],
-                "observations": n,
-                "exceedances": x,
-                "expected_exceedances": n * (1.0 - confidence),
-                "confidence": confidence,
-                "kupiec_pvalue": stats.kupiec_pvalue(n, x, confidence),
-                "christoffersen_pvalue": stats.christoffersen_pvalue(transitions),
-                "traffic_light": stats.traffic_light(n, x, confidence),
-                "peak_to_trough": stats.peak_to_trough(margin),
-                "max_increase_5d": stats.max_increase(margin, 5),
-                "max_increase_30d": stats.max_increase(margin, 30),
-            }
-        )
+        rows.append(_summary_row(as_of, row["model"], dates, n, x, transitions, margin, confidence))
     return pl.DataFrame(rows)
