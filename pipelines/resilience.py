@@ -100,7 +100,7 @@ def with_retries(operation: Callable[[], T], *, what: str, where: str, timeout_s
         raise WarehouseUnavailable(
             f"{what}: warehouse {where} unavailable, gave up after {attempts} attempt(s) "
             f"within {timeout_s:g} s: {_first_line(exc)}"
-        ) from exc
+        ) from None  # the message carries the last error; reports show the innermost cause
 
 
 def _first_line(error: BaseException | None) -> str:
