@@ -99,23 +99,37 @@ def revalue_coin(table: InstrumentTable, scenarios: ScenarioSet) -> FloatArray:
     return pnl
 
 
+#: Option values are computed this many (instrument x scenario) cells at a time: the
+#: pricing temporaries stay small (memory) and in the CPU cache (speed). Each cell is
+#: priced on its own, so the blocking changes no bit.
+REVALUE_CELLS = 1 << 18
+
+
 def _option_value_usd(
     table: InstrumentTable, scenarios: ScenarioSet, rows: NDArray[np.intp], moves: FloatArray
 ) -> FloatArray:
-    sigma = (
-        np.broadcast_to(table.sigma[rows, None], moves.shape)
-        if scenarios.sigma is None
-        else scenarios.sigma[rows]
-    )
-    t = np.maximum(table.t[rows] - scenarios.horizon_days / 365.0, 0.0)[:, None]
-    value = black76.price(
-        table.forward[rows, None] * (1.0 + moves),
-        table.strike[rows, None],
-        t,
-        sigma,
-        table.is_call[rows, None],
-    )
-    return value * table.units[rows, None]
+    """USD value per contract of the options ``rows`` in every scenario (``moves``:
+    their underlying's relative move per scenario, ``(len(rows), n_scenarios)``)."""
+    out = np.empty(moves.shape)
+    per_block = max(1, REVALUE_CELLS // max(moves.shape[1], 1))
+    for start in range(0, rows.size, per_block):
+        block = slice(start, start + per_block)
+        r = rows[block]
+        sigma = (
+            np.broadcast_to(table.sigma[r, None], moves[block].shape)
+            if scenarios.sigma is None
+            else scenarios.sigma[r]
+        )
+        t = np.maximum(table.t[r] - scenarios.horizon_days / 365.0, 0.0)[:, None]
+        value = black76.price(
+            table.forward[r, None] * (1.0 + moves[block]),
+            table.strike[r, None],
+            t,
+            sigma,
+            table.is_call[r, None],
+        )
+        out[block] = value * table.units[r, None]
+    return out
 
 
 @dataclass(frozen=True)
