@@ -164,7 +164,8 @@ def test_a_second_run_that_cannot_wait_fails_clearly(
 ) -> None:
     first = spawn(
         *_run_args(books.a, url, tmp_path),
-        env={"MARGIN_FAILPOINTS": "publish.after_delete=sleep:45"},
+        # long enough for the second run (imports, validation, models) to reach its lock
+        env={"MARGIN_FAILPOINTS": "publish.after_delete=sleep:30"},
     )
     try:
         # wait until the first run is inside its publication
