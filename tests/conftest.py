@@ -84,3 +84,21 @@ def fresh_postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test."""
     with _fresh_database() as url:
         yield url
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """An empty warehouse at the newest schema, on DuckDB and on PostgreSQL."""
+    from pipelines.warehouse import Warehouse
+    from risk_core import outputs
+
+    if request.param == "duckdb":
+        url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    wh = Warehouse(url)
+    with wh.engine.begin() as conn:
+        for table in [*(t.name for t in outputs.ALL_TABLES), "alembic_version"]:
+            conn.exec_driver_sql(f"drop table if exists {table} cascade")
+    wh.create_schema()
+    return wh

@@ -40,20 +40,6 @@ START = dt.date(2026, 3, 2)
 MODELS = ("portfolio", "standard", "hs_es")
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
-    if request.param == "duckdb":
-        url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    wh = Warehouse(url)
-    with wh.engine.begin() as conn:
-        for table in [*(t.name for t in outputs.ALL_TABLES), "alembic_version"]:
-            conn.exec_driver_sql(f"drop table if exists {table} cascade")
-    wh.create_schema()
-    return wh
-
-
 def _history(seed: int, dates: int, accounts: int) -> pl.DataFrame:
     """backtest_result rows (without run_id) of ``dates`` consecutive days: every
     account misses some dates (gaps), exceedances cluster (a two-state chain per account
