@@ -56,6 +56,13 @@ class WarehouseBusy(WarehouseError):
     """Another run holds the lock of the business date."""
 
 
+def _lock_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (64-bit) for ``name`` (a business date, "migrate")."""
+    return int.from_bytes(
+        hashlib.sha256(f"margin-eod:{name}".encode()).digest()[:8], "big", signed=True
+    )
+
+
 def _quote(name: str) -> str:
     return f'"{name}"'
 
@@ -129,6 +136,12 @@ class Warehouse:
 
         def upgrade() -> None:
             with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    # Runs starting at once on a new warehouse: one upgrades, the others
+                    # wait and then find it at head (DuckDB: one process holds the file).
+                    conn.execute(
+                        sa.text("select pg_advisory_xact_lock(:k)"), {"k": _lock_key("migrate")}
+                    )
                 config.attributes["connection"] = conn
                 command.upgrade(config, revision)
 
@@ -461,9 +474,7 @@ class Warehouse:
             f"another run of {business_date} is publishing it; waited "
             f"{self.lock_timeout_s:g} s (MARGIN_WAREHOUSE_LOCK_TIMEOUT_S) for its lock"
         )
-        key = int.from_bytes(
-            hashlib.sha256(f"margin-eod:{business_date}".encode()).digest()[:8], "big", signed=True
-        )
+        key = _lock_key(str(business_date))
         if self.dialect == "postgresql":
             conn.execute(
                 sa.text("select set_config('lock_timeout', :t, true)"),

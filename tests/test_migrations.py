@@ -89,3 +89,40 @@ def _primary_key(warehouse: Warehouse, table: str) -> tuple[str, ...]:
             ).scalar()
         return tuple(names or ())
     return tuple(sa.inspect(warehouse.engine).get_pk_constraint(table)["constrained_columns"])
+
+
+@pytest.mark.postgres
+def test_runs_starting_at_once_on_a_new_postgres_warehouse_all_upgrade_it(
+    fresh_postgres_url: str,
+) -> None:
+    """Concurrent upgrades of an empty warehouse: one creates the schema, the others
+    wait for its lock and find it at head (without the lock the second CREATE TABLE
+    collides)."""
+    import threading
+
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def upgrade() -> None:
+        warehouse = Warehouse(fresh_postgres_url, retry_s=5)
+        start.wait()
+        try:
+            warehouse.create_schema()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from pipelines.warehouse import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert Warehouse(fresh_postgres_url).schema_revision() == head
