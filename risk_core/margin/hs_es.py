@@ -282,17 +282,23 @@ def compute(inputs: MarginInputs, params: Mapping[str, Any]) -> MarginResult:
     )
 
     weightings = [w_recent, w_mix] if stress_weight > 0 else [w_recent]
-    groups = [(0, n_r), (n_r, n_r + n_s)] if n_s else [(0, n_r)]
     mass = 1.0 - confidence
+    # A group none of whose scenarios can be in a tail (the stressed days when their
+    # weight is zero) is left out of the search.
+    groups = [
+        (a, b, k)
+        for a, b in ([(0, n_r), (n_r, n_r + n_s)] if n_s else [(0, n_r)])
+        if (k := _tail_candidates(weightings, a, b, mass)) > 0
+    ]
     matrix = pm.matrix
     es, tail_idx, tail_w = tail_kernel.account_tails(
         matrix.indptr.astype(np.int64),
         matrix.indices.astype(np.int64),
         matrix.data.astype(np.float64),
         np.ascontiguousarray(pnl),
-        np.array([a for a, _ in groups], dtype=np.int64),
-        np.array([b for _, b in groups], dtype=np.int64),
-        np.array([_tail_candidates(weightings, a, b, mass) for a, b in groups], dtype=np.int64),
+        np.array([a for a, _, _ in groups], dtype=np.int64),
+        np.array([b for _, b, _ in groups], dtype=np.int64),
+        np.array([k for _, _, k in groups], dtype=np.int64),
         np.stack(weightings),
         mass,
     )

@@ -41,6 +41,8 @@ def _top_k(loss: FloatArray, start: int, stop: int, k: int, hv: FloatArray, hi: 
     """The ``k`` highest-ranked scenarios of ``loss[start:stop]`` into ``hv``/``hi``
     (a min-heap on rank: the root is the lowest kept); returns how many were kept."""
     n = 0
+    if k <= 0:  # nothing of this group can be in the tail (e.g. stress weighted zero)
+        return n
     for s in range(start, stop):
         v = loss[s]
         if n < k:

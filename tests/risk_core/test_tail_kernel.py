@@ -36,6 +36,8 @@ def _kernel(matrix: sp.csr_array, pnl: np.ndarray, weightings, n_r: int, confide
     n_s = pnl.shape[1] - n_r
     groups = [(0, n_r), (n_r, n_r + n_s)]
     k = [hs_es._tail_candidates(weightings, a, b, mass) for a, b in groups]
+    groups = [g for g, kept in zip(groups, k, strict=True) if kept]  # as hs_es.compute does
+    k = [kept for kept in k if kept]
     return tail_kernel.account_tails(
         matrix.indptr.astype(np.int64),
         matrix.indices.astype(np.int64),
@@ -119,3 +121,19 @@ def test_ties_rank_the_lower_scenario_first() -> None:
     assert es[0, 0] == pytest.approx(2.0)
     assert idx[0, :3].tolist() == [1, 2, 3]
     np.testing.assert_allclose(tw[0, :3], [0.1, 0.1, 0.05])
+
+
+def test_a_group_that_cannot_be_in_the_tail_is_not_searched() -> None:
+    """Stressed days weighted zero: their group keeps no candidate. Interpreted (where
+    an index out of bounds raises), the heap of a zero-sized group touches nothing."""
+    loss = np.arange(10.0)
+    assert tail_kernel._top_k.py_func(loss, 0, 10, 0, np.empty(0), np.empty(0, np.int64)) == 0
+    n_r, n_s, confidence = 200, 30, 0.975
+    recent = _weightings(n_r, n_s, 0.5)[0]
+    assert hs_es._tail_candidates([recent], n_r, n_r + n_s, 1 - confidence) == 0
+    matrix, pnl = _book(3, 20, 30, n_r + n_s)
+    pnl[:, n_r:] *= 50.0  # stressed days far worse: wrongly counted, they would dominate
+    es, _, tw = _kernel(matrix, pnl, [recent], n_r, confidence)
+    ref_es, _, _ = hs_es.weighted_tail(-(matrix @ pnl), recent, confidence)
+    np.testing.assert_allclose(es[:, 0], ref_es, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(tw.sum(axis=1), 1 - confidence, rtol=1e-12)
