@@ -76,6 +76,19 @@ def revalue_usd(table: InstrumentTable, scenarios: ScenarioSet) -> FloatArray:
             _option_value_usd(table, scenarios, option, moves[option])
             - (table.value_usd()[option, None])
         )
+    return _finite(table, pnl)
+
+
+def _finite(table: InstrumentTable, pnl: FloatArray) -> FloatArray:
+    """``pnl``, or an error naming the instruments whose scenario P&L is not a number:
+    a NaN loss would drop out of a tail search silently and understate the margin."""
+    bad = ~np.isfinite(pnl).all(axis=1)
+    if bad.any():
+        names = table.instrument_id[bad]
+        raise ValueError(
+            f"scenario revaluation: P&L not finite for {names.size} instrument(s), e.g. "
+            f"{', '.join(map(str, names[:5]))}"
+        )
     return pnl
 
 
@@ -96,7 +109,7 @@ def revalue_coin(table: InstrumentTable, scenarios: ScenarioSet) -> FloatArray:
         pnl[option] = (
             _option_value_usd(table, scenarios, option, moves[option]) / fwd - now[:, None]
         )
-    return pnl
+    return _finite(table, pnl)
 
 
 #: Option values are computed this many (instrument x scenario) cells at a time: the

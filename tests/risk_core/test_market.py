@@ -214,3 +214,14 @@ def test_price_at_intrinsic_takes_the_surface_vol() -> None:
     )
     with pytest.raises(MarketDataError, match=put[0]):
         build_instrument_table(instruments, below, data.index_prices, DATE)
+
+
+def test_a_scenario_pnl_that_is_not_a_number_stops_the_revaluation() -> None:
+    """A NaN would drop out of a tail search silently: the error names the instrument."""
+    table = eod.instrument_table(_book())
+    i = list(table.instrument_id).index("BTC-PERPETUAL")
+    table.units[i] = np.nan
+    moves = np.array([[-0.1, 0.1]] * len(table.underlyings))
+    for revalue in (revalue_usd, revalue_coin):
+        with pytest.raises(ValueError, match=r"1 instrument.*BTC-PERPETUAL"):
+            revalue(table, ScenarioSet(("down", "up"), moves))
