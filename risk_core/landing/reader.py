@@ -79,6 +79,7 @@ class LandingData:
     collateral: pl.DataFrame
     price_history: pl.DataFrame
     files: dict[str, Path] = field(default_factory=dict)
+    #: per dataset, its file's SHA-256; the price history's: :func:`history_sha256`
     sha256: dict[str, str] = field(default_factory=dict)
 
     def frames(self) -> dict[str, pl.DataFrame]:
@@ -105,15 +106,31 @@ def combined_sha256(hashes: dict[str, str]) -> str:
 
 
 def landing_inputs_sha256(landing_dir: Path, business_date: dt.date) -> str:
-    """The ``inputs_sha256`` that :func:`read_landing` would record for the date, from
-    the files' bytes alone (nothing parsed): to tell whether a date's published run
-    was made from exactly these files."""
-    return combined_sha256(
-        {
-            d.name: file_sha256(find_dataset_file(Path(landing_dir), business_date, d))
-            for d in (*DAILY_DATASETS, PRICE_HISTORY)
-        }
+    """The ``inputs_sha256`` that :func:`read_landing` would record for the date: to tell
+    whether a date's published run was made from exactly these inputs. Reads only the
+    price history (its rows up to the date); the daily files are hashed as bytes."""
+    landing_dir = Path(landing_dir)
+    hashes = {
+        d.name: file_sha256(find_dataset_file(landing_dir, business_date, d))
+        for d in DAILY_DATASETS
+    }
+    path = find_dataset_file(landing_dir, business_date, PRICE_HISTORY)
+    hashes[PRICE_HISTORY.name] = history_sha256(
+        _history_up_to(read_dataset(path, PRICE_HISTORY), business_date)
     )
+    return combined_sha256(hashes)
+
+
+def _history_up_to(frame: pl.DataFrame, business_date: dt.date) -> pl.DataFrame:
+    """The history a date may use: its rows up to the date, in a canonical order."""
+    return frame.filter(pl.col("date") <= business_date).sort("underlying", "date")
+
+
+def history_sha256(history: pl.DataFrame) -> str:
+    """A hash of the history rows a date uses (not of the file: the reference file grows
+    every day, and later rows change no result of the date), from a canonical CSV of
+    them, so that the same rows in another file or format hash alike."""
+    return hashlib.sha256(history.write_csv().encode()).hexdigest()
 
 
 def dataset_folder(landing_dir: Path, business_date: dt.date, dataset: Dataset) -> Path:
@@ -272,7 +289,8 @@ def read_landing(landing_dir: Path, business_date: dt.date) -> LandingData:
         frames[dataset.name] = read_dataset(path, dataset)
         files[dataset.name] = path
         hashes[dataset.name] = file_sha256(path)
-    history = frames[PRICE_HISTORY.name].filter(pl.col("date") <= business_date)
+    history = _history_up_to(frames[PRICE_HISTORY.name], business_date)
+    hashes[PRICE_HISTORY.name] = history_sha256(history)
     return LandingData(
         business_date=business_date,
         instruments=frames[INSTRUMENTS.name],
@@ -280,7 +298,7 @@ def read_landing(landing_dir: Path, business_date: dt.date) -> LandingData:
         index_prices=frames[INDEX_PRICES.name],
         positions=frames[POSITIONS.name],
         collateral=frames[COLLATERAL.name],
-        price_history=history.sort("underlying", "date"),
+        price_history=history,
         files=files,
         sha256=hashes,
     )

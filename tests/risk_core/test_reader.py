@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from risk_core.landing.reader import LandingError, read_dataset, read_landing
-from risk_core.landing.schemas import INSTRUMENTS, POSITIONS
+from risk_core.landing.schemas import INSTRUMENTS, POSITIONS, PRICE_HISTORY
 
 DATE = dt.date(2026, 11, 20)
 HEADER = "account_id,instrument_id,quantity\n"
@@ -92,3 +92,31 @@ def test_symlink_outside_the_landing_folder(tmp_path: Path) -> None:
     (folder / "instruments.csv").symlink_to(outside)
     with pytest.raises(LandingError, match="outside the landing folder"):
         read_landing(landing, DATE)
+
+
+def test_inputs_hash_ignores_history_after_the_date_only(tmp_path: Path) -> None:
+    """The reference history grows every day: rows after D change nothing of D's hash
+    (so a resumed backfill still knows D is done); a row up to D, or a daily file,
+    does; the same rows in Parquet hash alike; the run records the same hash."""
+    from risk_core.landing.generator import generate_landing
+    from risk_core.landing.reader import landing_inputs_sha256
+
+    generate_landing(tmp_path, DATE, accounts=5, positions=20, seed=2)
+    before = landing_inputs_sha256(tmp_path, DATE)
+    assert read_landing(tmp_path, DATE).inputs_sha256() == before
+    history_file = tmp_path / "reference" / "price_history.csv"
+    history = pl.read_csv(history_file, infer_schema=False)
+    last = history.filter(pl.col("date") == history["date"].max())
+    later = last.with_columns(pl.lit((DATE + dt.timedelta(days=1)).isoformat()).alias("date"))
+    pl.concat([later, history]).write_csv(history_file)  # a later row, first in the file
+    assert landing_inputs_sha256(tmp_path, DATE) == before
+    typed = read_dataset(history_file, PRICE_HISTORY)
+    history_file.unlink()
+    typed.write_parquet(tmp_path / "reference" / "price_history.parquet")
+    assert landing_inputs_sha256(tmp_path, DATE) == before
+    # a row up to the date changes the hash
+    changed = typed.with_columns(
+        pl.when(pl.col("date") == DATE).then(pl.col("close") * 1.01).otherwise(pl.col("close"))
+    )
+    changed.write_parquet(tmp_path / "reference" / "price_history.parquet")
+    assert landing_inputs_sha256(tmp_path, DATE) != before
