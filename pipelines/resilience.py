@@ -10,7 +10,9 @@ credentials, a database that does not exist) fails at once.
 The policy (``tenacity``): exponential backoff with jitter from 0.25 s up to 8 s between
 attempts, for at most ``timeout_s`` seconds in all, then
 :class:`WarehouseUnavailable` naming the warehouse (never its password), the attempts
-and the last error. Every retried unit is a whole transaction, so a retry never
+and the last error. A DuckDB file held by another process is not an outage but another
+run at work: it is waited for up to ``busy_timeout_s`` (the lock timeout), then the
+caller's ``busy`` error says so. Every retried unit is a whole transaction, so a retry never
 publishes part of one.
 """
 
@@ -55,19 +57,39 @@ def is_transient(exc: BaseException) -> bool:
         if sqlstate.startswith(TRANSIENT_SQLSTATES):
             return True
         return isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError) and not sqlstate
-    if module in ("duckdb", "_duckdb"):
-        text = str(orig)
-        return "Could not set lock" in text or "Conflicting lock" in text
-    return False
+    return is_busy(exc)
 
 
-def with_retries(operation: Callable[[], T], *, what: str, where: str, timeout_s: float) -> T:
+def is_busy(exc: BaseException | None) -> bool:
+    """Whether ``exc`` says that another process holds the DuckDB file."""
+    orig = getattr(exc, "orig", None) or exc
+    if type(orig).__module__.split(".")[0] not in ("duckdb", "_duckdb"):
+        return False
+    text = str(orig)
+    return "Could not set lock" in text or "Conflicting lock" in text
+
+
+def with_retries(
+    operation: Callable[[], T],
+    *,
+    what: str,
+    where: str,
+    timeout_s: float,
+    paused_s: Callable[[], float] | None = None,
+    busy_timeout_s: float | None = None,
+    busy: Callable[[str], Exception] | None = None,
+) -> T:
     """Run ``operation`` (a whole transaction), retrying transient errors (module doc).
 
     ``what`` says what is being done (``publish 2026-11-20``), ``where`` the warehouse
-    without its password; both go into the log and the final error.
+    without its password; both go into the log and the final error. ``paused_s`` gives
+    the seconds so far that do not count against ``timeout_s`` (waiting for another
+    run's lock is not an outage). With ``busy_timeout_s`` and ``busy``, a file held by
+    another process (:func:`is_busy`) is waited for that long, then ``busy(message)`` is
+    raised.
     """
     attempts = 0
+    paused = paused_s or (lambda: 0.0)
 
     def attempt() -> T:
         nonlocal attempts
@@ -85,10 +107,16 @@ def with_retries(operation: Callable[[], T], *, what: str, where: str, timeout_s
             state.upcoming_sleep,
         )
 
+    def stop(state: tenacity.RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        waiting_for_another = busy is not None and busy_timeout_s is not None and is_busy(error)
+        limit = busy_timeout_s if waiting_for_another else timeout_s
+        return state.seconds_since_start - paused() >= limit  # type: ignore[operator]
+
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_transient),
         wait=tenacity.wait_exponential_jitter(multiplier=0.25, max=8.0, jitter=0.25),
-        stop=tenacity.stop_after_delay(timeout_s),
+        stop=stop,
         before_sleep=before_sleep,
         reraise=True,
     )
@@ -97,6 +125,12 @@ def with_retries(operation: Callable[[], T], *, what: str, where: str, timeout_s
     except Exception as exc:
         if not is_transient(exc):
             raise
+        if busy is not None and busy_timeout_s is not None and is_busy(exc):
+            raise busy(
+                f"{what}: another run holds the warehouse {where} (DuckDB admits one "
+                f"process at a time); waited {busy_timeout_s:g} s "
+                "(MARGIN_WAREHOUSE_LOCK_TIMEOUT_S)"
+            ) from None
         raise WarehouseUnavailable(
             f"{what}: warehouse {where} unavailable, gave up after {attempts} attempt(s) "
             f"within {timeout_s:g} s: {_first_line(exc)}"

@@ -7,10 +7,11 @@ the fast path of each backend through the same transaction's DBAPI connection: D
 inserts from a registered Arrow table, PostgreSQL from ``COPY``. Table and column names
 come only from :mod:`risk_core.outputs`; values only through bound parameters or COPY.
 
-Faults. Two writers of one date never interleave: the transaction takes the date's lock
-first (PostgreSQL: a transaction-scoped advisory lock, released by commit, rollback or
-a dead session; DuckDB: an exclusive ``fcntl`` lock on ``<database>.<date>.lock``,
-released by the kernel when its process dies). DuckDB connections are not pooled, so a
+Faults. Two writers of one date never interleave: the transaction runs under the date's
+lock (PostgreSQL: a transaction-scoped advisory lock, released by commit, rollback or
+a dead session; DuckDB: an exclusive ``fcntl`` lock on ``<database>.<date>.lock``, taken
+before the connection opens and released after the commit, and by the kernel when its
+process dies). DuckDB connections are not pooled, so a
 process holds the file only while it uses it and a concurrent run waits for it. A
 transaction that fails on a transient error (:mod:`pipelines.resilience`: the server
 unreachable or restarting, the DuckDB file busy) is retried whole with backoff, then
@@ -84,6 +85,20 @@ DEFAULT_RETRY_S = 120.0
 DEFAULT_LOCK_TIMEOUT_S = 600.0
 
 
+#: libpq settings (defaults; a URL's own query parameters win) that turn a network cut
+#: that drops packets, rather than resetting the connection, into an error that is
+#: retried, instead of a wait without end: connecting gives up after 10 s, an idle
+#: connection is probed every 10 s after 30 s, unacknowledged data fails after 60 s.
+PG_TIMEOUTS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+
+
 def _setting(name: str, given: float | None, default: float) -> float:
     return float(given if given is not None else os.environ.get(name, default))
 
@@ -106,15 +121,35 @@ class Warehouse:
         if backend == "duckdb":  # hold the file only while using it (module doc)
             self.engine = sa.create_engine(url, poolclass=NullPool)
         else:  # a pooled connection that died with a server restart is replaced
-            self.engine = sa.create_engine(url, pool_pre_ping=True)
+            given = set(sa.engine.make_url(url).query)
+            self.engine = sa.create_engine(
+                url,
+                pool_pre_ping=True,
+                connect_args={k: v for k, v in PG_TIMEOUTS.items() if k not in given},
+            )
 
     @property
     def where(self) -> str:
-        """The warehouse URL without its password (for messages and logs)."""
-        return self.engine.url.render_as_string(hide_password=True)
+        """The warehouse URL without its password (for messages and logs), also one given
+        as a query parameter (``?password=``)."""
+        url = self.engine.url.difference_update_query(["password", "sslpassword"])
+        return url.render_as_string(hide_password=True)
 
-    def _retrying(self, what: str, operation: Callable[[], object]) -> object:
-        return with_retries(operation, what=what, where=self.where, timeout_s=self.retry_s)
+    def _retrying(
+        self,
+        what: str,
+        operation: Callable[[], object],
+        paused_s: Callable[[], float] | None = None,
+    ) -> object:
+        return with_retries(
+            operation,
+            what=what,
+            where=self.where,
+            timeout_s=self.retry_s,
+            paused_s=paused_s,
+            busy_timeout_s=self.lock_timeout_s,
+            busy=WarehouseBusy,
+        )
 
     @property
     def dialect(self) -> str:
@@ -171,8 +206,10 @@ class Warehouse:
         """Replace the rows of ``business_date`` in every given table, in one transaction
         under the date's lock, retried whole on transient errors (module doc).
 
-        ``pipeline_run`` rows are replaced by ``run_id``: a retry after a commit whose
-        acknowledgement was lost writes the same rows again, never a second copy.
+        A retry after a commit whose acknowledgement was lost finds the run's
+        ``pipeline_run`` row and writes nothing again. The row's ``finished_at`` is the
+        warehouse's clock at publication, under the lock: the order of publications of a
+        date, whichever machines computed them (:meth:`latest_run`).
         """
         frames = {name: self._conform(name, frame, business_date) for name, frame in tables.items()}
         if pipeline_run is not None:
@@ -182,8 +219,22 @@ class Warehouse:
         phase = on_phase or (lambda _: None)
         ordered = [t for t in outputs.ALL_TABLES if t.name in frames]
 
+        run_frame = frames.get(outputs.PIPELINE_RUN.name)
+        run_ids = [] if run_frame is None else run_frame["run_id"].to_list()
+        waited = [0.0]  # seconds spent waiting for the date's lock: not the retry budget's
+
         def transaction() -> dict[str, int]:
-            with self.engine.begin() as conn, self._date_lock(conn, business_date):
+            # The lock outlives the transaction: the stack commits first, then unlocks.
+            with contextlib.ExitStack() as stack:
+                if self.dialect != "postgresql":
+                    stack.enter_context(self._file_lock(business_date, waited))
+                conn = stack.enter_context(self.engine.begin())
+                if self.dialect == "postgresql":
+                    self._advisory_lock(conn, business_date, waited)
+                if run_ids and self._published(conn, run_ids):
+                    # A retry after a commit whose acknowledgement was lost: this run is
+                    # already published; writing again could overwrite a later run's.
+                    return {t.name: frames[t.name].height for t in ordered}
                 for table in ordered:
                     if table.date_column is not None:
                         conn.execute(
@@ -193,15 +244,19 @@ class Warehouse:
                     else:  # pipeline_run
                         conn.execute(
                             sa.text(f"delete from {table.name} where run_id = :r"),
-                            [{"r": r} for r in frames[table.name]["run_id"].to_list()],
+                            [{"r": r} for r in run_ids],
                         )
                 phase("after_delete")
                 for table in ordered:
                     self._insert(conn, table, frames[table.name])
+                if run_ids:
+                    self._stamp_publication(conn, run_ids)
                 phase("before_commit")
             return {t.name: frames[t.name].height for t in ordered}
 
-        written: dict[str, int] = self._retrying(f"publish {business_date}", transaction)  # type: ignore[assignment]
+        written: dict[str, int] = self._retrying(  # type: ignore[assignment]
+            f"publish {business_date}", transaction, paused_s=lambda: waited[0]
+        )
         phase("after_commit")
         return written
 
@@ -449,7 +504,8 @@ class Warehouse:
 
     def latest_run(self, business_date: dt.date) -> dict[str, object] | None:
         """The pipeline_run row of the run whose rows ``business_date`` holds now (the
-        last one that finished), or None when nothing is published for the date."""
+        last one published: ``finished_at`` is the warehouse's clock under the date's
+        lock), or None when nothing is published for the date."""
         if not self.has_table("pipeline_run"):
             return None
         columns = _columns(outputs.PIPELINE_RUN)
@@ -466,40 +522,76 @@ class Warehouse:
         return self._retrying(f"read the runs of {business_date}", read)  # type: ignore[return-value]
 
     # -- locking --------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _date_lock(self, conn: sa.Connection, business_date: dt.date) -> Iterator[None]:
-        """Hold the lock of a business date for the transaction of ``conn`` (module doc);
-        waits up to ``lock_timeout_s``, then raises :class:`WarehouseBusy`."""
-        busy = (
+    def _busy(self, business_date: dt.date) -> WarehouseBusy:
+        return WarehouseBusy(
             f"another run of {business_date} is publishing it; waited "
             f"{self.lock_timeout_s:g} s (MARGIN_WAREHOUSE_LOCK_TIMEOUT_S) for its lock"
         )
-        key = _lock_key(str(business_date))
-        if self.dialect == "postgresql":
+
+    def _advisory_lock(
+        self, conn: sa.Connection, business_date: dt.date, waited: list[float]
+    ) -> None:
+        """PostgreSQL: the date's transaction-scoped advisory lock, held until ``conn``'s
+        transaction ends (module doc); waits up to ``lock_timeout_s``, then raises
+        :class:`WarehouseBusy`. Adds the seconds waited to ``waited[0]``."""
+        conn.execute(
+            sa.text("select set_config('lock_timeout', :t, true)"),
+            {"t": f"{int(self.lock_timeout_s * 1000)}ms"},
+        )
+        start = time.monotonic()
+        try:
             conn.execute(
-                sa.text("select set_config('lock_timeout', :t, true)"),
-                {"t": f"{int(self.lock_timeout_s * 1000)}ms"},
+                sa.text("select pg_advisory_xact_lock(:k)"), {"k": _lock_key(str(business_date))}
             )
-            try:
-                conn.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": key})
-            except sa.exc.OperationalError as exc:
-                if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
-                    raise WarehouseBusy(busy) from None
-                raise
-            yield
-            return
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                raise self._busy(business_date) from None
+            raise
+        finally:
+            waited[0] += time.monotonic() - start
+
+    @contextlib.contextmanager
+    def _file_lock(self, business_date: dt.date, waited: list[float]) -> Iterator[None]:
+        """DuckDB: an exclusive ``fcntl`` lock on ``<database>.<date>.lock``, taken before
+        the connection opens the file and released after it commits (module doc); waits
+        up to ``lock_timeout_s``, then raises :class:`WarehouseBusy`."""
         database = self.engine.url.database or "memory"
-        deadline = time.monotonic() + self.lock_timeout_s
+        start = time.monotonic()
         with open(f"{database}.{business_date}.lock", "a+") as handle:
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise WarehouseBusy(busy) from None
-                    time.sleep(0.2)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() - start > self.lock_timeout_s:
+                            raise self._busy(business_date) from None
+                        time.sleep(0.2)
+            finally:
+                waited[0] += time.monotonic() - start
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _published(self, conn: sa.Connection, run_ids: Sequence[str]) -> bool:
+        table = outputs.PIPELINE_RUN.name
+        found = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(sa.table(table))
+            .where(sa.column("run_id").in_(list(run_ids)))
+        ).scalar()
+        return bool(found)
+
+    def _stamp_publication(self, conn: sa.Connection, run_ids: Sequence[str]) -> None:
+        """``finished_at`` of the run's rows := the warehouse's clock, under the date's
+        lock (PostgreSQL: ``clock_timestamp()``, not the transaction's start, which may
+        precede a wait for the lock; DuckDB: its transaction starts after the lock)."""
+        clock = "clock_timestamp()" if self.dialect == "postgresql" else "now()"
+        table = outputs.PIPELINE_RUN.name
+        conn.execute(
+            sa.text(f"update {table} set finished_at = {clock} where run_id in :ids").bindparams(
+                sa.bindparam("ids", expanding=True)
+            ),
+            {"ids": list(run_ids)},
+        )

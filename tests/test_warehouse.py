@@ -206,3 +206,106 @@ def test_analyst_role_reads_and_cannot_write(postgres_url: str) -> None:
             conn.execute(sa.text(statement))
     engine.dispose()
     assert owner.read_table("greeks_account", D1).height == 1
+
+
+def _run_row(run_id: str, date: dt.date, finished: dt.datetime) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "run_id": [run_id],
+            "business_date": [date],
+            "started_at": [finished - dt.timedelta(minutes=1)],
+            "finished_at": [finished],
+            "status": ["success"],
+            "code_version": ["test"],
+            "ruleset": ["r"],
+            "ruleset_sha256": ["s"],
+            "inputs_sha256": [run_id],
+            "landing_dir": ["landing"],
+            "message": [""],
+        },
+        schema=outputs.PIPELINE_RUN.schema,
+    )
+
+
+def test_the_latest_run_is_the_last_published_whatever_its_clock(warehouse: Warehouse) -> None:
+    """A run's own clock (another machine, or stamped before a wait for the lock) does not
+    order publications: the warehouse stamps ``finished_at`` under the date's lock."""
+    ahead = dt.datetime(2099, 1, 1, tzinfo=dt.UTC)  # a machine whose clock runs fast
+    behind = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    for run_id, clock in (("first", ahead), ("second", behind)):
+        rows = _greeks(D1, ["a"], 1.0).with_columns(pl.lit(run_id).alias("run_id"))
+        warehouse.replace_business_date(
+            D1, {"greeks_account": rows}, pipeline_run=_run_row(run_id, D1, clock)
+        )
+    latest = warehouse.latest_run(D1)
+    assert latest is not None and latest["run_id"] == "second"
+    assert warehouse.read_table("greeks_account", D1)["run_id"].to_list() == ["second"]
+    stamped = warehouse.read_table("pipeline_run").sort("finished_at")["run_id"].to_list()
+    assert stamped == ["first", "second"]
+
+
+def test_a_retry_after_a_lost_commit_acknowledgement_writes_nothing(warehouse: Warehouse) -> None:
+    """Run A committed but did not hear it, run B published after; A's retry finds its
+    pipeline_run row and leaves B's rows in place."""
+    now = dt.datetime(2026, 1, 2, 12, tzinfo=dt.UTC)
+    frames = {}
+    for run_id, delta in (("A", 1.0), ("B", 2.0)):
+        frames[run_id] = _greeks(D1, ["a", "b"], delta).with_columns(pl.lit(run_id).alias("run_id"))
+        warehouse.replace_business_date(
+            D1, {"greeks_account": frames[run_id]}, pipeline_run=_run_row(run_id, D1, now)
+        )
+    again = warehouse.replace_business_date(
+        D1, {"greeks_account": frames["A"]}, pipeline_run=_run_row("A", D1, now)
+    )
+    assert again == {"greeks_account": 2, "pipeline_run": 1}
+    assert set(warehouse.read_table("greeks_account", D1)["run_id"]) == {"B"}
+    assert warehouse.read_table("pipeline_run").height == 2
+
+
+def test_a_duckdb_file_held_by_another_process_is_waited_for_then_busy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """DuckDB admits one process per file: another run holding it is waited for up to the
+    lock timeout (not the outage budget), then the error says another run holds it."""
+    import subprocess
+    import sys
+    import time
+
+    url = f"duckdb:///{tmp_path / 'held.duckdb'}"
+    Warehouse(url).create_schema()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+            " time.sleep(60)",
+            str(tmp_path / "held.duckdb"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        impatient = Warehouse(url, lock_timeout_s=2.0, retry_s=300.0)
+        start = time.monotonic()
+        with pytest.raises(WarehouseBusy, match="another run holds the warehouse"):
+            impatient.replace_business_date(D1, {"greeks_account": _greeks(D1, ["a"], 1.0)})
+        assert time.monotonic() - start < 30, "waited for the outage budget, not the lock's"
+    finally:
+        holder.kill()
+        holder.wait()
+    impatient.replace_business_date(D1, {"greeks_account": _greeks(D1, ["a"], 1.0)})
+    assert impatient.read_table("greeks_account", D1).height == 1
+
+
+@pytest.mark.postgres
+def test_postgres_connections_detect_a_silent_network_cut(postgres_url: str) -> None:
+    """libpq keepalives and timeouts are on (a URL's own setting wins), so a cut that drops
+    packets fails, and is retried, instead of waiting without end."""
+    wh = Warehouse(postgres_url)
+    with wh.engine.connect() as conn:
+        params = conn.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
+    assert params["keepalives"] == "1" and params["keepalives_idle"] == "30"
+    assert params["connect_timeout"] == "10" and params["tcp_user_timeout"] == "60000"
+    own = Warehouse(postgres_url + ("&" if "?" in postgres_url else "?") + "connect_timeout=3")
+    with own.engine.connect() as conn:
+        params = conn.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
+    assert params["connect_timeout"] == "3"
