@@ -16,6 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+#: URL query parameters that carry a secret (libpq takes ``?password=...``).
+SECRET_QUERY_KEYS = frozenset({"password", "sslpassword"})
+
 
 def _date(text: str) -> dt.date:
     try:
@@ -87,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--force",
         action="store_true",
         help="rerun every date (default: skip dates already published from the same "
-        "landing files and ruleset, so an interrupted backfill resumes where it stopped)",
+        "landing files, ruleset and code, up to the first date that must run again, so "
+        "an interrupted backfill resumes where it stopped)",
     )
     _add_run_options(backfill)
 
@@ -129,28 +133,54 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _up_to_date(args: argparse.Namespace, date: dt.date) -> str | None:
-    """The run whose rows ``date`` holds, when that run read exactly today's landing
-    files with the same ruleset (so running the date again would change nothing)."""
-    import os
+class _Published:
+    """Which dates of a backfill are already published from exactly today's landing files,
+    ruleset and code, so that an interrupted backfill resumes with the missing dates only.
 
-    from pipelines.resources import warehouse_url_setting
-    from pipelines.warehouse import Warehouse
-    from risk_core.landing.reader import LandingError, landing_inputs_sha256
-    from risk_core.ruleset import DEFAULT_RULESET, load_ruleset
+    A date's backtest reads the margin of the dates before it, so once a backfill runs a
+    date again it runs every later date of the range too (an earlier date corrected
+    outside the range needs the range to start there, or ``--force``).
+    """
 
-    url = warehouse_url_setting(args.warehouse)
-    run = Warehouse(url if isinstance(url, str) else url.get_value() or "").latest_run(date)
-    if run is None:
-        return None
-    landing = args.landing or os.environ.get("MARGIN_LANDING_DIR", "landing")
-    try:
-        inputs = landing_inputs_sha256(Path(landing), date)
-    except LandingError:
-        return None  # the run reports the missing file
-    ruleset = load_ruleset(args.ruleset or os.environ.get("MARGIN_RULESET", DEFAULT_RULESET))
-    same = run["inputs_sha256"] == inputs and run["ruleset_sha256"] == ruleset.sha256
-    return str(run["run_id"]) if same else None
+    def __init__(self, args: argparse.Namespace) -> None:
+        import os
+
+        from assets.common import code_version
+        from pipelines.resources import DEFAULT_LANDING_DIR, resolved_warehouse_url
+        from pipelines.warehouse import Warehouse
+        from risk_core.ruleset import DEFAULT_RULESET
+
+        self.warehouse = Warehouse(resolved_warehouse_url(args.warehouse))
+        landing = args.landing or os.environ.get("MARGIN_LANDING_DIR", DEFAULT_LANDING_DIR)
+        self.landing = Path(landing)
+        self.ruleset = args.ruleset or os.environ.get("MARGIN_RULESET", DEFAULT_RULESET)
+        self.code_version = code_version()
+        self.rerun_rest = False
+
+    def run_of(self, date: dt.date) -> str | None:
+        """The run whose rows ``date`` holds when running it again would change nothing;
+        None when it must run (also when this cannot be known: the run reports why)."""
+        from risk_core.landing.reader import landing_inputs_sha256
+        from risk_core.ruleset import load_ruleset
+
+        if self.rerun_rest:
+            return None
+        try:
+            run = self.warehouse.latest_run(date)
+            same = run is not None and (
+                run["inputs_sha256"] == landing_inputs_sha256(self.landing, date)
+                and run["ruleset_sha256"] == load_ruleset(self.ruleset).sha256
+                and run["code_version"] == self.code_version
+            )
+        except Exception:  # unknown means run it: the run names the error
+            same = False
+        if not same:
+            self.rerun_rest = True
+            return None
+        return str(run["run_id"])  # type: ignore[index]
+
+    def close(self) -> None:
+        self.warehouse.engine.dispose()
 
 
 def _run_dates(args: argparse.Namespace, dates: Sequence[dt.date], resume: bool = False) -> int:
@@ -161,13 +191,16 @@ def _run_dates(args: argparse.Namespace, dates: Sequence[dt.date], resume: bool 
 
     console = Console(stderr=True)
     failed = 0
+    published = _Published(args) if resume else None
     with Progress(console=console, transient=len(dates) == 1) as progress:
         task = progress.add_task("end of day", total=len(dates))
         for date in dates:
             progress.update(task, description=f"end of day {date}")
-            done = _up_to_date(args, date) if resume else None
+            done = published.run_of(date) if published else None
             if done is not None:
-                progress.console.print(f"{date}: already published from these inputs (run {done})")
+                progress.console.print(
+                    f"{date}: already published from these inputs, ruleset and code (run {done})"
+                )
                 progress.advance(task)
                 continue
             outcome = run_business_date(
@@ -187,6 +220,8 @@ def _run_dates(args: argparse.Namespace, dates: Sequence[dt.date], resume: bool 
                 for line in outcome.errors:
                     progress.console.print(f"  {line}", markup=False, highlight=False)
             progress.advance(task)
+    if published:
+        published.close()
     return 1 if failed else 0
 
 
@@ -203,9 +238,10 @@ def _password_on_command_line(args: argparse.Namespace) -> bool:
     import sqlalchemy as sa
 
     try:
-        return sa.engine.make_url(url).password is not None
+        parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
         return False  # not a URL: the command reports it
+    return parsed.password is not None or bool(SECRET_QUERY_KEYS & set(parsed.query))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -237,11 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return backtest_commands.run_calibrate(args)
     if args.command == "migrate":
-        from pipelines.resources import warehouse_url_setting
+        from pipelines.resources import resolved_warehouse_url
         from pipelines.warehouse import Warehouse
 
-        url = warehouse_url_setting(args.warehouse)
-        warehouse = Warehouse(url if isinstance(url, str) else url.get_value() or "")
+        warehouse = Warehouse(resolved_warehouse_url(args.warehouse))
         warehouse.migrate(args.revision)
         print(f"warehouse schema at revision {warehouse.schema_revision()}")
         return 0

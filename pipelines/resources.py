@@ -90,6 +90,13 @@ def warehouse_url_setting(url: str | None = None) -> str | dg.EnvVar:
     return DEFAULT_WAREHOUSE_URL
 
 
+def resolved_warehouse_url(url: str | None = None) -> str:
+    """The URL itself (for commands that open the warehouse outside Dagster): an explicit
+    URL, else ``MARGIN_WAREHOUSE_URL``, else the default. Never log it: it may carry a
+    password (``Warehouse.where`` is the printable form)."""
+    return url or os.environ.get("MARGIN_WAREHOUSE_URL") or DEFAULT_WAREHOUSE_URL
+
+
 def build_resources(
     landing_dir: str | None = None,
     warehouse_url: str | None = None,

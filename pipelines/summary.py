@@ -9,7 +9,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.resources import warehouse_url_setting
+from pipelines.resources import resolved_warehouse_url
 from pipelines.warehouse import Warehouse
 
 
@@ -28,8 +28,7 @@ def summarize(margin_account: pl.DataFrame) -> pl.DataFrame:
 
 
 def print_summary(business_date: dt.date, warehouse_url: str | None = None) -> int:
-    url = warehouse_url_setting(warehouse_url)
-    warehouse = Warehouse(url if isinstance(url, str) else url.get_value() or "")
+    warehouse = Warehouse(resolved_warehouse_url(warehouse_url))
     console = Console()
     published = warehouse.has_table("margin_account")
     frame = warehouse.read_table("margin_account", business_date) if published else None
