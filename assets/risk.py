@@ -63,20 +63,34 @@ def account_shards(context: dg.OpExecutionContext, instrument_marks: MarginInput
         yield dg.DynamicOutput(shard, mapping_key=f"shard_{i:04d}")
 
 
+@dataclass(frozen=True)
+class ShardResult:
+    ruleset_sha256: str  #: the ruleset the shard was computed with
+    results: dict[str, MarginResult]
+
+
 @dg.op(required_resource_keys={"ruleset"})
-def shard_margin(context: dg.OpExecutionContext, shard: MarginInputs) -> dict[str, MarginResult]:
+def shard_margin(context: dg.OpExecutionContext, shard: MarginInputs) -> ShardResult:
     """Every model of the ruleset on one shard's accounts."""
-    return eod.run_models(shard, context.resources.ruleset.load())
+    ruleset = context.resources.ruleset.load()
+    return ShardResult(ruleset.sha256, eod.run_models(shard, ruleset))
 
 
 @dg.op(required_resource_keys={"ruleset"})
 def merged_margin(
-    context: dg.OpExecutionContext, shards: list[dict[str, MarginResult]]
+    context: dg.OpExecutionContext, shards: list[ShardResult]
 ) -> dg.Output[MarginRun]:
     """The shards' results as the warehouse's margin tables (sorted: the shard count
-    does not change a byte)."""
+    does not change a byte). Every shard must have read the ruleset recorded here: a
+    ruleset file edited during the run stops it instead of mixing two rulesets."""
     ruleset = context.resources.ruleset.load()
-    tables = eod.margin_tables(merge_results(shards), ruleset)
+    mixed = sorted({s.ruleset_sha256 for s in shards} - {ruleset.sha256})
+    if mixed:
+        raise ValueError(
+            f"ruleset {ruleset.label} changed during the run: shards computed with "
+            f"sha256 {', '.join(h[:12] for h in mixed)}, now {ruleset.sha256[:12]}; run again"
+        )
+    tables = eod.margin_tables(merge_results([s.results for s in shards]), ruleset)
     failpoint("compute")
     totals = (
         tables.margin_account.group_by("model")

@@ -121,3 +121,21 @@ def test_sharded_multiprocess_run_publishes_identical_rows(landing: Path, tmp_pa
     assert single["position_risk"].height == 1_400
     for name, frame in single.items():
         assert sharded[name].equals(frame), f"{name} differs between 1 and 3 shards"
+
+
+def test_shards_computed_with_another_ruleset_are_refused(inputs: MarginInputs) -> None:
+    """A ruleset file edited between the shards and the merge stops the run: the
+    published rows would otherwise mix two rulesets under one ruleset_sha256."""
+    import dagster as dg
+
+    from assets.risk import ShardResult, merged_margin
+    from pipelines.resources import RulesetSource
+
+    ruleset = load_ruleset("cross-margin")
+    results = eod.run_models(inputs, ruleset)
+    context = dg.build_op_context(resources={"ruleset": RulesetSource(name="cross-margin")})
+    merged = merged_margin(context, [ShardResult(ruleset.sha256, results)])
+    assert merged.value.ruleset.sha256 == ruleset.sha256
+    stale = ShardResult("0" * 64, results)
+    with pytest.raises(ValueError, match="changed during the run"):
+        merged_margin(context, [ShardResult(ruleset.sha256, results), stale])
