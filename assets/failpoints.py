@@ -5,7 +5,10 @@ Off unless ``MARGIN_FAILPOINTS`` is set, e.g. ``MARGIN_FAILPOINTS=publish.before
 
 * ``kill``: SIGKILL this process (a crash: no cleanup, no rollback by Python);
 * ``sleep:<seconds>``: stall here (a slow step, or time for a drill to cut the network);
-* ``raise``: raise :class:`FailpointError` (an ordinary step failure).
+* ``raise``: raise :class:`FailpointError` (an ordinary step failure);
+* ``wait:<path>``: stall here until the file ``<path>`` exists (a drill releases the run
+  when it is ready, instead of guessing a stall long enough on a busy machine). A drill
+  that never creates the file leaves the run waiting, as a stuck step would.
 
 Points: ``ingest`` (landing read and validated), ``compute`` (margin computed),
 ``publish.after_delete`` (inside the warehouse transaction, the date's old rows deleted,
@@ -19,6 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 POINTS = (
     "ingest",
@@ -53,6 +57,10 @@ def failpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     elif action.startswith("sleep:"):
         time.sleep(float(action.split(":", 1)[1]))
+    elif action.startswith("wait:"):
+        release = Path(action.split(":", 1)[1])
+        while not release.exists():
+            time.sleep(0.05)
     elif action == "raise":
         raise FailpointError(f"failpoint {name} (MARGIN_FAILPOINTS)")
     else:
