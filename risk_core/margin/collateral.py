@@ -55,7 +55,11 @@ def haircut_collateral(
 def collateral_growth(value: FloatArray, moves: FloatArray, floor: float) -> FloatArray:
     """Growth factor ``g`` per account of ``value`` and scenario ``(n, n_scenarios)``."""
     today = value.sum(axis=1)
-    after = today[:, None] + value @ moves
+    # Asset by asset, not ``value @ moves``: a BLAS product's bits for one account depend
+    # on how the rows are blocked (so on the shard), a fixed-order sum's do not.
+    after = np.repeat(today[:, None], moves.shape[1], axis=1)
+    for j in range(moves.shape[0]):
+        after += value[:, j, None] * moves[j]
     positive = today > 0
     growth = np.ones_like(after)
     growth[positive] = after[positive] / today[positive, None]

@@ -319,3 +319,23 @@ def test_fast_path_against_a_slow_per_position_loop(data: LandingData) -> None:
             result, account, "collateral_wrong_way"
         )
         assert fast == pytest.approx(scan.sum(), rel=1e-9, abs=1e-6)
+
+
+def test_collateral_growth_of_an_account_does_not_depend_on_its_company() -> None:
+    """Scenarios that move several collateral assets at once: an account's growth has
+    the same bits computed with any slice of accounts (a shard, a block)."""
+    from risk_core.margin.collateral import collateral_growth
+
+    rng = np.random.default_rng(11)
+    value = rng.lognormal(10, 2, (800, 5)) * (rng.random((800, 5)) < 0.7)
+    moves = rng.normal(0, 0.2, (5, 64))
+    whole = collateral_growth(value, moves, 0.1)
+    for start, stop in ((0, 1), (3, 250), (250, 251), (251, 800), (17, 613)):
+        assert np.array_equal(collateral_growth(value[start:stop], moves, 0.1), whole[start:stop])
+    # and it is the defined quantity: 1 + sum_j value_j * move_j / sum_j value_j, floored
+    today = value.sum(axis=1)
+    assert (today == 0).any()  # accounts without collateral grow by 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = (today[:, None] + value @ moves) / today[:, None]
+    ref = np.maximum(np.where(today[:, None] > 0, ratio, 1.0), 0.1)
+    np.testing.assert_allclose(whole, ref, rtol=1e-12)
