@@ -74,9 +74,8 @@ def summarize(
         transitions = stats.Transitions(0, 0, 0, 0)
         for _, group in mine.group_by("account_id", maintain_order=True):
             transitions = transitions + stats.Transitions.of(group["exceedance"].to_numpy())
-        totals = (
-            mine.group_by("business_date").agg(pl.col("margin_usd").sum()).sort("business_date")
-        )
+        # summed in a fixed order (a hash group-by's partial sums vary in the last bits)
+        totals = group_sum(mine, ["business_date"], ["margin_usd"], order_by=["account_id"])
         margin = totals["margin_usd"].to_numpy()
         rows.append(_summary_row(as_of, model, dates, n, x, transitions, margin, confidence))
     return pl.DataFrame(rows)
