@@ -100,13 +100,13 @@ def test_runs_starting_at_once_on_a_new_postgres_warehouse_all_upgrade_it(
     collides)."""
     import threading
 
-    start = threading.Barrier(4)
+    start = threading.Barrier(4, timeout=60)
     errors: list[BaseException] = []
 
     def upgrade() -> None:
-        warehouse = Warehouse(fresh_postgres_url, retry_s=5)
-        start.wait()
         try:
+            warehouse = Warehouse(fresh_postgres_url, retry_s=5)
+            start.wait()
             warehouse.create_schema()
         except BaseException as exc:
             errors.append(exc)
@@ -116,6 +116,7 @@ def test_runs_starting_at_once_on_a_new_postgres_warehouse_all_upgrade_it(
         thread.start()
     for thread in threads:
         thread.join(120)
+    assert not any(thread.is_alive() for thread in threads), "an upgrade hangs"
     assert errors == []
     from alembic.config import Config
     from alembic.script import ScriptDirectory

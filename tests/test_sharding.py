@@ -103,20 +103,38 @@ def _tables(url: str) -> dict[str, pl.DataFrame]:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_sharded_multiprocess_run_publishes_identical_rows(landing: Path, tmp_path: Path) -> None:
+    import os
+
+    import dagster as dg
+
     from pipelines.runner import run_business_date
 
     urls = {}
-    for label, shards, processes in (("single", 1, 1), ("sharded", 3, 2)):
-        urls[label] = f"duckdb:///{tmp_path / label}.duckdb"
-        outcome = run_business_date(
-            DATE,
-            landing_dir=str(landing),
-            warehouse_url=urls[label],
-            artefacts_dir=str(tmp_path / "art"),
-            shards=shards,
-            processes=processes,
-        )
-        assert outcome.success, outcome.errors
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.DagsterInstance.local_temp(
+        str(home), overrides={"telemetry": {"enabled": False}}
+    ) as instance:
+        for label, shards, processes in (("single", 1, 1), ("sharded", 3, 2)):
+            urls[label] = f"duckdb:///{tmp_path / label}.duckdb"
+            outcome = run_business_date(
+                DATE,
+                landing_dir=str(landing),
+                warehouse_url=urls[label],
+                artefacts_dir=str(tmp_path / "art"),
+                shards=shards,
+                processes=processes,
+                instance=instance,
+            )
+            assert outcome.success, outcome.errors
+        # the sharded run did split: three shard steps, each in a process of its own
+        steps = {
+            e.step_key: e.dagster_event.pid
+            for e in instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+        }
+    shard_steps = sorted(k for k in steps if "shard_margin[" in k)
+    assert [k.split("[")[1] for k in shard_steps] == [f"shard_{i:04d}]" for i in range(3)]
+    assert os.getpid() not in {steps[k] for k in shard_steps}
     single, sharded = _tables(urls["single"]), _tables(urls["sharded"])
     assert single["position_risk"].height == 1_400
     for name, frame in single.items():
