@@ -81,19 +81,32 @@ def _top_k(loss: FloatArray, start: int, stop: int, k: int, hv: FloatArray, hi: 
     return n
 
 
+#: Up to this many candidates are ranked by insertion sort; more (a lightly weighted
+#: group that fits in the tail whole, e.g. a thousand stressed days) by two sorts.
+INSERTION_MAX = 64
+
+
 @numba.njit(cache=True)
 def _rank_sort(vals: FloatArray, idx: IntArray, n: int) -> None:
-    """Sort the first ``n`` entries best first (insertion sort: ``n`` is small)."""
+    """Sort the first ``n`` entries best first: larger loss, then lower scenario index."""
+    if n > INSERTION_MAX:
+        by_index = np.argsort(idx[:n])  # scenario indices are distinct
+        v = vals[:n][by_index]
+        i = idx[:n][by_index]
+        best = np.argsort(-v, kind="mergesort")  # stable: ties keep the index order
+        vals[:n] = v[best]
+        idx[:n] = i[best]
+        return
     for a in range(1, n):
-        v = vals[a]
-        i = idx[a]
+        v0 = vals[a]
+        i0 = idx[a]
         b = a - 1
-        while b >= 0 and _worse(vals[b], idx[b], v, i):
+        while b >= 0 and _worse(vals[b], idx[b], v0, i0):
             vals[b + 1] = vals[b]
             idx[b + 1] = idx[b]
             b -= 1
-        vals[b + 1] = v
-        idx[b + 1] = i
+        vals[b + 1] = v0
+        idx[b + 1] = i0
 
 
 @numba.njit(cache=True)

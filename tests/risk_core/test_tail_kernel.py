@@ -137,3 +137,26 @@ def test_a_group_that_cannot_be_in_the_tail_is_not_searched() -> None:
     ref_es, _, _ = hs_es.weighted_tail(-(matrix @ pnl), recent, confidence)
     np.testing.assert_allclose(es[:, 0], ref_es, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(tw.sum(axis=1), 1 - confidence, rtol=1e-12)
+
+
+def test_a_whole_stress_group_in_the_tail_is_ranked_like_the_reference() -> None:
+    """A lightly weighted stress group fits in the tail whole: hundreds of candidates per
+    account (the sort for many), with ties, against the reference."""
+    n_r, n_s, confidence = 400, 700, 0.95
+    weightings = _weightings(n_r, n_s, 0.001)
+    assert hs_es._tail_candidates(weightings, n_r, n_r + n_s, 1 - confidence) == n_s
+    matrix, pnl = _book(5, 25, 30, n_r + n_s)
+    pnl = np.round(pnl, -2)  # many equal losses: the tie order matters
+    es, idx, tw = _kernel(matrix, pnl, weightings, n_r, confidence)
+    loss = -(matrix @ pnl)
+    for j, w in enumerate(weightings):
+        ref_es, ref_idx, ref_w = hs_es.weighted_tail(loss, w, confidence)
+        np.testing.assert_allclose(es[:, j], ref_es, rtol=1e-12, atol=1e-9)
+    binding = np.argmax(es, axis=1)
+    for a in range(loss.shape[0]):
+        ref_es, ref_idx, ref_w = hs_es.weighted_tail(
+            loss[a : a + 1], weightings[binding[a]], confidence
+        )
+        want = {int(i): w for i, w in zip(ref_idx[0], ref_w[0], strict=True) if w > 0}
+        got = {int(i): w for i, w in zip(idx[a], tw[a], strict=True) if w > 0}
+        assert got.keys() == want.keys()
