@@ -1,16 +1,20 @@
 """Helpers of the end-to-end fault, soak and secrets tests: the command line in a
-subprocess, the published state of a date, a TCP proxy that cuts PostgreSQL."""
+subprocess, the published state of a date, whether a publication holds a date's lock,
+a TCP proxy that cuts PostgreSQL."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import polars as pl
@@ -36,55 +40,220 @@ def cli(
     )
 
 
-def spawn(
-    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.Popen[str]:
-    """``margin-eod ARGS`` started in a new process; stdout and stderr merged."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        env={**os.environ, **(env or {})},
-        cwd=cwd or PROJECT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+class Spawned:
+    """A ``margin-eod`` process started by :func:`spawned`; its stdout and stderr go to
+    ``log``, readable while it runs."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.process = process
+        self.log = log
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL it, asserting that it was still running (else the kill tests nothing)."""
+        assert self.alive(), f"ended before the kill ({self.process.returncode}):\n{self.tail()}"
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=60)
+
+    def finish(self, timeout: float = 600) -> int:
+        """Its exit status, once it ends (``spawned`` kills it if it does not in time)."""
+        return self.process.wait(timeout=timeout)
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.output[-chars:]
 
 
-def published(url: str, date: dt.date) -> tuple[str | None, dict[str, pl.DataFrame]]:
+@contextlib.contextmanager
+def spawned(
+    *args: str, log: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[Spawned]:
+    """``margin-eod ARGS`` started in a new process, output to ``log``; killed on leaving
+    the block if it still runs (a test that failed or timed out leaves no process)."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", *args],
+            env={**os.environ, **(env or {})},
+            cwd=cwd or PROJECT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield Spawned(process, log)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    what: str,
+    *,
+    running: Spawned | None = None,
+    timeout: float = 300,
+) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds
+    or as soon as the process ``running`` (which should bring the condition about) ends."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if running is not None and not running.alive():
+            raise AssertionError(f"{what}: the process ended first:\n{running.tail()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s")
+        time.sleep(0.05)
+
+
+def published(
+    url: str, date: dt.date, *, require_rows: bool = False
+) -> tuple[str | None, dict[str, pl.DataFrame]]:
     """The run whose rows ``date`` holds and those rows (without the run's identity).
 
     Asserts that the date is whole: every row of every dated table carries one run id,
-    the run id of the date's latest pipeline_run row. ``(None, {})`` when nothing is
-    published for the date.
+    the run id of the date's latest pipeline_run row; and that no table holds a primary
+    key twice (nor pipeline_run a run id). ``(None, {})`` when nothing is published for
+    the date. ``require_rows``: also asserts that the date is published and that every
+    dated table has rows (a comparison of empty tables proves nothing).
     """
     from pipelines.warehouse import Warehouse
 
     wh = Warehouse(url)
-    latest = wh.latest_run(date) if wh.has_table("pipeline_run") else None
-    frames: dict[str, pl.DataFrame] = {}
-    run_ids: set[str] = set()
-    for table in outputs.ALL_TABLES:
-        if table.date_column is None:
-            continue
-        frame = wh.read_table(table.name, date)
-        run_ids |= set(frame["run_id"].to_list())
-        frames[table.name] = frame.drop([c for c in RUN_IDENTITY if c in frame.columns])
+    try:
+        latest = wh.latest_run(date) if wh.has_table("pipeline_run") else None
+        frames: dict[str, pl.DataFrame] = {}
+        run_ids: set[str] = set()
+        for table in outputs.DATE_TABLES:
+            frame = wh.read_table(table.name, date)
+            duplicated = frame.select(table.key).is_duplicated()
+            assert not duplicated.any(), (
+                f"{date}: {table.name} holds a key {table.key} twice: "
+                f"{frame.filter(duplicated).select(table.key).head(5).to_dicts()}"
+            )
+            run_ids |= set(frame["run_id"].to_list())
+            frames[table.name] = frame.drop([c for c in RUN_IDENTITY if c in frame.columns])
+        if latest is not None:
+            runs = wh.read_table("pipeline_run").filter(pl.col("business_date") == date)
+            assert runs["run_id"].is_unique().all(), f"{date}: a pipeline_run row twice"
+    finally:
+        wh.engine.dispose()
     if latest is None:
         assert not run_ids, f"rows of {date} without a pipeline_run: {run_ids}"
+        assert not require_rows, f"nothing is published for {date}"
         return None, {}
     assert run_ids <= {latest["run_id"]}, f"{date} holds rows of several runs: {run_ids}"
     assert frames["margin_account"].height > 0, f"{date}: a pipeline_run without rows"
+    if require_rows:
+        empty = sorted(name for name, frame in frames.items() if frame.is_empty())
+        assert not empty, f"{date}: no rows in {empty}"
     return str(latest["run_id"]), frames
 
 
 def pipeline_runs(url: str, date: dt.date) -> pl.DataFrame:
     from pipelines.warehouse import Warehouse
 
-    return Warehouse(url).read_table("pipeline_run").filter(pl.col("business_date") == date)
+    wh = Warehouse(url)
+    try:
+        return wh.read_table("pipeline_run").filter(pl.col("business_date") == date)
+    finally:
+        wh.engine.dispose()
 
 
 def same_rows(a: Mapping[str, pl.DataFrame], b: Mapping[str, pl.DataFrame]) -> bool:
     return a.keys() == b.keys() and all(a[k].equals(b[k]) for k in a)
+
+
+def copy_published(source: str, target: str, date: dt.date) -> str:
+    """Publish in the warehouse ``target`` the rows that ``date`` holds in ``source``, with
+    their run's pipeline_run row: the state a run of the date leaves, without running it
+    again (a later date's backtest reads it). Returns the run id."""
+    from pipelines.warehouse import Warehouse
+
+    src, dst = Warehouse(source), Warehouse(target)
+    try:
+        latest = src.latest_run(date)
+        assert latest is not None, f"nothing published for {date} in {source}"
+        frames = {t.name: src.read_table(t.name, date) for t in outputs.DATE_TABLES}
+        run = src.read_table("pipeline_run").filter(pl.col("run_id") == latest["run_id"])
+        dst.create_schema()
+        dst.replace_business_date(date, frames, pipeline_run=run)
+    finally:
+        src.engine.dispose()
+        dst.engine.dispose()
+    return str(latest["run_id"])
+
+
+def publication_in_progress(url: str, date: dt.date) -> bool:
+    """Whether a publication of ``date`` holds the date's lock now, seen from outside
+    without taking anything. DuckDB: the ``fcntl`` lock on ``<database>.<date>.lock``
+    (in ``/proc/locks``); PostgreSQL: the date's advisory lock, granted, in this database.
+    A publication holds it from before its transaction begins until after it commits."""
+    import sqlalchemy as sa
+
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "duckdb":
+        return _file_locked(Path(f"{parsed.database}.{date}.lock"))
+    return any(granted for _, granted in date_lock_sessions(url, date))
+
+
+def date_lock_sessions(url: str, date: dt.date) -> list[tuple[int, bool]]:
+    """PostgreSQL: the sessions (backend pid, granted) holding or waiting for the advisory
+    lock of ``date`` in the database of ``url``: the run publishing the date, and runs
+    waiting to. PostgreSQL keeps a bigint key's high 32 bits in ``classid`` and its low
+    32 bits in ``objid``, with ``objsubid`` 1."""
+    import sqlalchemy as sa
+
+    from pipelines.warehouse import _lock_key
+
+    key = _lock_key(str(date))
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "select pid, granted from pg_locks where locktype = 'advisory'"
+                    " and database = (select oid from pg_database"
+                    " where datname = current_database())"
+                    " and classid::bigint = :high and objid::bigint = :low and objsubid = 1"
+                ),
+                {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF},
+            ).all()
+    finally:
+        engine.dispose()
+    return [(int(pid), bool(granted)) for pid, granted in rows]
+
+
+def _file_locked(path: Path) -> bool:
+    """Whether some process holds an ``flock`` on ``path``: read from ``/proc/locks``
+    (Linux); elsewhere by trying a shared lock without waiting (held for an instant)."""
+    if not path.exists():
+        return False
+    status = path.stat()
+    locks = Path("/proc/locks")
+    if locks.exists():
+        for line in locks.read_text().splitlines():
+            fields = line.split()
+            if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":
+                continue  # blocked requests ("->") hold nothing
+            major, minor, inode = fields[5].split(":")
+            if (int(major, 16), int(minor, 16), int(inode)) == (
+                os.major(status.st_dev),
+                os.minor(status.st_dev),
+                status.st_ino,
+            ):
+                return True
+        return False
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 class TcpProxy:
