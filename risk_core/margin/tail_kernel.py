@@ -8,7 +8,8 @@ tail (a small heap), and measures the tail under up to two weightings: ES is the
 probability-weighted mean loss of the worst ``mass = 1 - confidence`` of probability,
 the boundary scenario counted in part (Acerbi-Tasche), the same measure as
 :func:`risk_core.margin.hs_es.weighted_tail`, the NumPy reference the tests compare it
-with (equal to rounding, 1e-12: the kernel sums in sequence, NumPy pairwise). Ties are ordered canonically: larger loss first, then the lower scenario index.
+with (equal to rounding, 1e-12: the kernel sums in sequence, NumPy pairwise). Ties
+are ordered canonically: larger loss first, then the lower scenario index.
 
 :func:`euler_contributions` gives each position its probability-weighted mean loss over
 its account's tail (they add up to the account's ES).
