@@ -3,8 +3,8 @@ reads, the vectorized instrument mapping, each against its slow reference.
 
 References: ``summarize`` (the plain loop over every account's rows) for the summary,
 ``stats.Transitions.of`` on each account's sequence for the transition counts, the
-previous row-by-row ``read_table`` for reads, the previous per-position dictionary
-lookups for ``position_pnl``. Warehouse tests run on DuckDB and PostgreSQL.
+previous row-by-row ``read_table`` for reads, per-position dictionary lookups for the
+instrument mapping of ``position_pnl``. Warehouse tests run on DuckDB and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from polars.testing import assert_frame_equal
 from pipelines.warehouse import Warehouse, WarehouseError
 from risk_core import eod, outputs
 from risk_core.backtest import stats
-from risk_core.backtest.daily import _mark_value, position_pnl
+from risk_core.backtest.daily import _rows_in, position_pnl
 from risk_core.backtest.summary import (
     WindowAggregates,
     stored_dates_needed,
@@ -34,7 +34,6 @@ from risk_core.backtest.summary import (
 from risk_core.landing.generator import generate_landing
 from risk_core.landing.reader import read_landing
 from risk_core.market import KIND_OPTION, KIND_SPOT, InstrumentTable, build_instrument_table
-from risk_core.pricing.black76 import price as black76_price
 
 START = dt.date(2026, 3, 2)
 MODELS = ("portfolio", "standard", "hs_es")
@@ -325,41 +324,6 @@ def test_read_table_keeps_non_finite_floats(warehouse: Warehouse) -> None:
 # -- position_pnl ------------------------------------------------------------------------
 
 
-def _position_pnl_by_lookup(
-    positions: pl.DataFrame, before: InstrumentTable, after: InstrumentTable, elapsed_days: float
-) -> np.ndarray:
-    """The previous ``position_pnl``: dictionary lookups per position."""
-    code = before.codes(positions["instrument_id"])
-    q = positions["quantity"].to_numpy().astype(np.float64)
-    ids_after = {str(i): n for n, i in enumerate(after.instrument_id)}
-    index_after = {u: float(after.index[after.underlying == u][0]) for u in after.underlyings}
-    found = np.array([ids_after.get(str(i), -1) for i in before.instrument_id[code]])
-    listed = found >= 0
-    where = np.maximum(found, 0)
-    s_after = np.array([index_after.get(str(u), np.nan) for u in before.underlying[code]])
-    if np.any(~listed & np.isnan(s_after)):
-        missing = sorted(set(before.underlying[code][~listed & np.isnan(s_after)].tolist()))
-        raise ValueError(f"no index price on the later date for {missing}")
-    units = before.units[code]
-    kind = before.kind[code]
-    t_after = np.maximum(before.t[code] - elapsed_days / 365.0, 0.0)
-    expired = ~listed & (before.t[code] > 0) & (t_after <= 0.0)
-    moved = before.forward[code] * s_after / before.index[code]
-    f_after = np.where(listed, after.forward[where], np.where(expired, s_after, moved))
-    model = (
-        black76_price(
-            f_after, before.strike[code], t_after, before.sigma[code], before.is_call[code]
-        )
-        * units
-    )
-    value_before = _mark_value(before)[code]
-    value_after = np.where(listed, _mark_value(after)[where], model)
-    value_after = np.where(kind == KIND_SPOT, units * f_after, value_after)
-    delta_one = (kind != KIND_OPTION) & (kind != KIND_SPOT)
-    pnl = np.where(delta_one, units * (f_after - before.forward[code]), value_after - value_before)
-    return q * pnl
-
-
 def _table_without(data: object, drop: pl.Expr) -> InstrumentTable:
     """The instrument table of ``data`` without the instruments ``drop`` selects."""
     instruments = data.instruments.filter(~drop)  # type: ignore[attr-defined]
@@ -375,7 +339,10 @@ def _table_without(data: object, drop: pl.Expr) -> InstrumentTable:
 
 
 @pytest.mark.integration
-def test_position_pnl_equals_the_lookup_per_position(tmp_path: Path) -> None:
+def test_position_pnl_maps_rows_like_a_dictionary_per_position(tmp_path: Path) -> None:
+    """The vectorized mapping of ``position_pnl`` (an instrument's row on the later date,
+    its underlying's index row; -1 where none) against dictionary lookups row by row; the
+    valuation itself is checked by hand in ``tests/risk_core/test_backtest_daily.py``."""
     d0, d1 = dt.date(2026, 3, 5), dt.date(2026, 3, 6)
     for date in (d0, d1):
         generate_landing(tmp_path, date, accounts=60, positions=3_000, seed=4)
@@ -386,19 +353,40 @@ def test_position_pnl_equals_the_lookup_per_position(tmp_path: Path) -> None:
     gone = pl.col("instrument_id").is_in(ids[::4])
     table_after = _table_without(after, gone)
     assert len(table_after) < len(eod.instrument_table(after))
+    for keys, rows in (
+        (table_before.instrument_id, table_after.instrument_id),
+        (table_before.underlying, table_after.underlying),
+    ):
+        first: dict[str, int] = {}
+        for n, key in enumerate(rows):
+            first.setdefault(str(key), n)
+        want = np.array([first.get(str(key), -1) for key in keys])
+        np.testing.assert_array_equal(_rows_in(keys, rows), want)
+    assert (_rows_in(table_before.instrument_id, table_after.instrument_id) == -1).any()
+    code = table_before.codes(before.positions["instrument_id"])
+    q = before.positions["quantity"].to_numpy()
+    after_row = {str(i): n for n, i in enumerate(table_after.instrument_id)}
     for elapsed in (1.0, 400.0):  # 400 days: every option of d0 has expired
-        new = position_pnl(before.positions, table_before, table_after, elapsed)
-        old = _position_pnl_by_lookup(before.positions, table_before, table_after, elapsed)
-        assert new.shape == (before.positions.height,)
-        assert np.isfinite(new).all()
-        np.testing.assert_array_equal(new, old)
-    # An underlying without an index on d1: both refuse, naming it.
+        pnl = position_pnl(before.positions, table_before, table_after, elapsed)
+        assert pnl.shape == (before.positions.height,)
+        assert np.isfinite(pnl).all()
+        # a future or perpetual still quoted: units x the change of its own forward
+        checked = 0
+        for p in range(len(code)):
+            i = code[p]
+            row = after_row.get(str(table_before.instrument_id[i]))
+            if row is None or table_before.kind[i] in (KIND_OPTION, KIND_SPOT):
+                continue
+            change = table_after.forward[row] - table_before.forward[i]
+            assert pnl[p] == pytest.approx(q[p] * table_before.units[i] * change, rel=1e-12)
+            checked += 1
+        assert checked > 50
+    # An underlying without an index on d1: refused, naming it.
     unlisted = sorted(set(before.instruments["underlying"].to_list()))[0]
     no_index = dataclasses.replace(
         after,
         index_prices=after.index_prices.filter(pl.col("underlying") != unlisted),
     )
     table_no_index = _table_without(no_index, pl.col("underlying") == unlisted)
-    for pnl in (position_pnl, _position_pnl_by_lookup):
-        with pytest.raises(ValueError, match=f"no index price.*{unlisted}"):
-            pnl(before.positions, table_before, table_no_index, 1.0)
+    with pytest.raises(ValueError, match=f"no index price.*{unlisted}"):
+        position_pnl(before.positions, table_before, table_no_index, 1.0)
