@@ -82,13 +82,7 @@ def warehouse_tables(
     run_id = context.run.run_id
     tables = margin_results.tables
     ruleset = margin_results.ruleset
-    position_risk = eod.position_risk(position_greeks, tables.contribution_usd)
-    frames = {
-        "margin_account": tables.margin_account,
-        "margin_component": tables.margin_component,
-        "position_risk": position_risk,
-        "greeks_account": eod.greeks_account(position_risk),
-    }
+    frames = eod.margin_frames(tables, position_greeks)
     rows = {
         name: eod.stamp(frame, date, run_id, list(outputs.BY_NAME[name].columns))
         for name, frame in frames.items()
@@ -133,7 +127,7 @@ def warehouse_tables(
         .iter_rows()
     }
     for name in TABLE_DESCRIPTIONS:
-        meta: dict[str, object] = {"rows": written.get(name, 1 if name == "pipeline_run" else 0)}
+        meta: dict[str, object] = {"rows": written.get(name, 0)}
         if name == "margin_account":
             meta.update({f"total_im_usd_{m}": v for m, v in totals.items()})
         meta.update({"ruleset_sha256": ruleset.sha256, "code_version": run_row["code_version"][0]})

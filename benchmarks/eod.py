@@ -181,14 +181,7 @@ def measure(
     tested = stage("daily backtest (book of D-1)", backtest)
 
     def shape() -> dict[str, Any]:
-        risk = eod.position_risk(greeks, tables.contribution_usd)
-        frames = {
-            "margin_account": tables.margin_account,
-            "margin_component": tables.margin_component,
-            "position_risk": risk,
-            "greeks_account": eod.greeks_account(risk),
-        }
-        frames["backtest_result"] = tested
+        frames = {**eod.margin_frames(tables, greeks), "backtest_result": tested}
         stamped = {
             n: eod.stamp(f, date, "bench", list(outputs.BY_NAME[n].columns))
             for n, f in frames.items()

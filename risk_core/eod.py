@@ -155,6 +155,17 @@ def position_risk(greeks: pl.DataFrame, contribution_usd: pl.DataFrame) -> pl.Da
     return joined.with_columns(pl.col("margin_contribution_usd").fill_null(0.0))
 
 
+def margin_frames(tables: MarginTables, greeks: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The margin and risk tables of a date as the warehouse takes them (unstamped)."""
+    risk = position_risk(greeks, tables.contribution_usd)
+    return {
+        "margin_account": tables.margin_account,
+        "margin_component": tables.margin_component,
+        "position_risk": risk,
+        "greeks_account": greeks_account(risk),
+    }
+
+
 def stamp(
     frame: pl.DataFrame, business_date: dt.date, run_id: str, columns: list[str]
 ) -> pl.DataFrame:
