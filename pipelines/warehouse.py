@@ -236,15 +236,10 @@ class Warehouse:
                     # already published; writing again could overwrite a later run's.
                     return {t.name: frames[t.name].height for t in ordered}
                 for table in ordered:
-                    if table.date_column is not None:
+                    if table.date_column is not None:  # pipeline_run is appended to
                         conn.execute(
                             sa.text(f"delete from {table.name} where {table.date_column} = :d"),
                             {"d": business_date},
-                        )
-                    else:  # pipeline_run
-                        conn.execute(
-                            sa.text(f"delete from {table.name} where run_id = :r"),
-                            [{"r": r} for r in run_ids],
                         )
                 phase("after_delete")
                 for table in ordered:
