@@ -11,6 +11,7 @@ through Dagster's ``EnvVar``) or leave it to libpq (``PGPASSWORD``, ``~/.pgpass`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import sys
 from collections.abc import Sequence
@@ -143,17 +144,15 @@ class _Published:
     """
 
     def __init__(self, args: argparse.Namespace) -> None:
-        import os
-
         from assets.common import code_version
-        from pipelines.resources import DEFAULT_LANDING_DIR, resolved_warehouse_url
+        from pipelines.resources import build_resources, resolved_warehouse_url
         from pipelines.warehouse import Warehouse
-        from risk_core.ruleset import DEFAULT_RULESET
 
+        # the landing zone and ruleset that the runs resolve (arguments, else environment)
+        resources = build_resources(args.landing, args.warehouse, args.ruleset)
+        self.landing = resources["landing"].path()  # type: ignore[attr-defined]
+        self.ruleset = resources["ruleset"]
         self.warehouse = Warehouse(resolved_warehouse_url(args.warehouse))
-        landing = args.landing or os.environ.get("MARGIN_LANDING_DIR", DEFAULT_LANDING_DIR)
-        self.landing = Path(landing)
-        self.ruleset = args.ruleset or os.environ.get("MARGIN_RULESET", DEFAULT_RULESET)
         self.code_version = code_version()
         self.rerun_rest = False
 
@@ -161,7 +160,6 @@ class _Published:
         """The run whose rows ``date`` holds when running it again would change nothing;
         None when it must run (also when this cannot be known: the run reports why)."""
         from risk_core.landing.reader import landing_inputs_sha256
-        from risk_core.ruleset import load_ruleset
 
         if self.rerun_rest:
             return None
@@ -169,7 +167,7 @@ class _Published:
             run = self.warehouse.latest_run(date)
             same = run is not None and (
                 run["inputs_sha256"] == landing_inputs_sha256(self.landing, date)
-                and run["ruleset_sha256"] == load_ruleset(self.ruleset).sha256
+                and run["ruleset_sha256"] == self.ruleset.load().sha256  # type: ignore[attr-defined]
                 and run["code_version"] == self.code_version
             )
         except Exception:  # unknown means run it: the run names the error
@@ -192,7 +190,12 @@ def _run_dates(args: argparse.Namespace, dates: Sequence[dt.date], resume: bool 
     console = Console(stderr=True)
     failed = 0
     published = _Published(args) if resume else None
-    with Progress(console=console, transient=len(dates) == 1) as progress:
+    with (
+        contextlib.ExitStack() as stack,
+        Progress(console=console, transient=len(dates) == 1) as progress,
+    ):
+        if published:
+            stack.callback(published.close)
         task = progress.add_task("end of day", total=len(dates))
         for date in dates:
             progress.update(task, description=f"end of day {date}")
@@ -220,8 +223,6 @@ def _run_dates(args: argparse.Namespace, dates: Sequence[dt.date], resume: bool 
                 for line in outcome.errors:
                     progress.console.print(f"  {line}", markup=False, highlight=False)
             progress.advance(task)
-    if published:
-        published.close()
     return 1 if failed else 0
 
 
